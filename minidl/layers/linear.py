@@ -1,0 +1,47 @@
+"""Fully connected layer."""
+from .. import init as initializers
+from ..module import Module, Param
+
+
+class Linear(Module):
+    """``y = x @ W + b``.
+
+    Shapes: x ``(N, in_features)``, W ``(in_features, out_features)``, b ``(out_features,)``,
+    y ``(N, out_features)``. Caches x for backward.
+    Gradients: ``dW = x.T @ dy``, ``db = sum_n dy``, ``dx = dy @ W.T``.
+    ``init`` names an initialiser from :mod:`minidl.init` or is a callable
+    ``f(shape, dtype)``; default ``"torch_default"``.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, init="torch_default"):
+        super().__init__()
+        for label, value in (("in_features", in_features), ("out_features", out_features)):
+            if int(value) != value or value <= 0:
+                raise ValueError(f"Linear: {label} must be a positive integer, got {value!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = Param(initializers.get(init)((self.in_features, self.out_features)))
+        self.bias = Param(initializers.zeros((self.out_features,))) if bias else None
+
+    def forward(self, x):
+        self.check_input(x, "(N, in_features)", channels=self.in_features, channel_axis=1)
+        self.save_for_backward(x)
+        y = x @ self.weight.data
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, dy):
+        x = self.saved_for_backward(dy)
+        self.weight.grad += x.T @ dy
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=0)
+        return dy @ self.weight.data.T
+
+    def macs(self, input_shape, output_shape):
+        return self.in_features * self.out_features
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+__all__ = ["Linear"]

@@ -1,0 +1,327 @@
+"""The layer protocol: :class:`Param` and :class:`Module`.
+
+Every layer is a ``Module`` with a hand-written ``forward`` and ``backward``::
+
+    y = layer(x)             # forward; caches what backward needs
+    dx = layer.backward(dy)  # returns dL/dx and ADDS dL/dparam into param.grad
+
+Attributes that are :class:`Param` or ``Module`` instances are registered
+automatically (as in PyTorch), so ``parameters()``, ``state_dict()``, ``train()``,
+``to()`` and ``summary()`` walk the tree without per-layer code. Buffers (arrays that
+are state but not trained, such as BatchNorm's running statistics) are registered
+with :meth:`Module.register_buffer`.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from . import backend
+
+
+class Param:
+    """A trainable array and the gradient accumulated into it.
+
+    ``data`` and ``grad`` have the same shape, dtype and device. ``backward`` adds
+    into ``grad``; ``zero_grad()`` (or the optimizer's) resets it to zero.
+    """
+
+    def __init__(self, data, name=""):
+        self.name = name
+        self.data = data
+        self.grad = backend.get_array_module(data).zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def __repr__(self):
+        return f"Param({self.name!r}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class _SummaryRecorder:
+    """Collects (module, input shape, output shape) for every leaf call during summary()."""
+    active = None
+
+    def __init__(self):
+        self.rows = []
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses implement ``forward(x)`` and ``backward(dy)``. A forward stores what
+    backward needs with :meth:`save_for_backward`; backward takes it back with
+    :meth:`saved_for_backward`, which frees it and raises a clear error when there is
+    nothing to take (backward before forward, or backward called twice).
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_saved", None)
+        object.__setattr__(self, "_output_shape", None)
+
+    # ------------------------------------------------------------------ registry
+    def __setattr__(self, name, value):
+        if "_params" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                               "before assigning attributes")
+        for registry in (self._params, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Param):
+            value.name = value.name or name
+            self._params[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """Register a non-trained array (saved in state_dict, moved by ``to()``)."""
+        self._buffers[name] = True
+        object.__setattr__(self, name, array)
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        """(dotted name, module) for this module and every descendant, depth first."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Param) pairs; the names are the state_dict keys."""
+        for module_name, module in self.named_modules(prefix):
+            for name, param in module._params.items():
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self):
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    def num_parameters(self):
+        return int(sum(int(np.prod(p.data.shape)) for p in self.parameters()))
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode=True):
+        for _, module in self.named_modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for param in self.parameters():
+            param.zero_grad()
+
+    # ------------------------------------------------------------------ devices and dtypes
+    def to(self, target):
+        """Move parameters and buffers: ``to("gpu")``, ``to("cpu")``, or cast: ``to(np.float64)``.
+
+        Gradients are reset to zero; cached forward values are dropped.
+        """
+        if isinstance(target, str):
+            convert = lambda a: backend.to_device(a, target)  # noqa: E731
+        else:
+            dtype = np.dtype(target)
+            if dtype.kind != "f":
+                raise ValueError(f"{type(self).__name__}.to: expected 'cpu', 'gpu' or a float "
+                                 f"dtype, got {target!r}")
+            convert = lambda a: a.astype(dtype) if a.dtype.kind == "f" else a  # noqa: E731
+        for _, module in self.named_modules():
+            for param in module._params.values():
+                param.data = convert(param.data)
+                param.grad = backend.get_array_module(param.data).zeros_like(param.data)
+            for name in module._buffers:
+                object.__setattr__(module, name, convert(getattr(module, name)))
+            object.__setattr__(module, "_saved", None)
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """Copies of every parameter and buffer, by dotted name ("0.weight", "block1.bn.running_var")."""
+        state = OrderedDict()
+        for name, param in self.named_parameters():
+            state[name] = param.data.copy()
+        for name, buffer in self.named_buffers():
+            state[name] = buffer.copy()
+        return state
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays from ``state`` into this module's parameters and buffers.
+
+        Checks that the names match (missing or unexpected keys) and that every shape
+        matches, and raises one ValueError listing every problem. Arrays are moved to
+        this module's device and cast to its dtype.
+        """
+        own = OrderedDict()
+        for name, param in self.named_parameters():
+            own[name] = ("param", param)
+        for module_name, module in self.named_modules():
+            for name in module._buffers:
+                own[f"{module_name}.{name}" if module_name else name] = ("buffer", (module, name))
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = []
+        for key, (kind, target) in own.items():
+            if key in state:
+                current = target.data if kind == "param" else getattr(*target)
+                if tuple(np.shape(state[key])) != tuple(current.shape):
+                    mismatched.append(f"{key}: expected shape {tuple(current.shape)}, "
+                                      f"got {tuple(np.shape(state[key]))}")
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        problems += mismatched
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state does not fit this "
+                             "model:\n  " + "\n  ".join(problems))
+        for key, (kind, target) in own.items():
+            if key not in state:
+                continue
+            current = target.data if kind == "param" else getattr(*target)
+            value = backend.to_device(state[key], backend.device_of(current)).astype(current.dtype)
+            if kind == "param":
+                target.data = value.copy()
+            else:
+                object.__setattr__(target[0], target[1], value.copy())
+
+    # ------------------------------------------------------------------ forward / backward
+    _call_depth = 0  # > 0 while inside another module's forward
+
+    def __call__(self, x):
+        if Module._call_depth == 0:
+            self._check_finite(x)
+        Module._call_depth += 1
+        try:
+            y = self.forward(x)
+        finally:
+            Module._call_depth -= 1
+        object.__setattr__(self, "_output_shape", getattr(y, "shape", None))
+        recorder = _SummaryRecorder.active
+        if recorder is not None and not self._modules:
+            recorder.rows.append((self, tuple(x.shape), tuple(y.shape)))
+        return y
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def save_for_backward(self, *values):
+        """Keep ``values`` until the next backward (which frees them)."""
+        object.__setattr__(self, "_saved", values)
+
+    def saved_for_backward(self, dy):
+        """Return what forward saved, free it, and check ``dy`` has the output's shape."""
+        saved = self._saved
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: nothing saved from a forward pass; "
+                               "call forward before backward, and backward once per forward")
+        if tuple(dy.shape) != tuple(self._output_shape):
+            raise ValueError(f"{type(self).__name__}.backward: expected dy of shape "
+                             f"{tuple(self._output_shape)} (the forward output), got {tuple(dy.shape)}")
+        object.__setattr__(self, "_saved", None)
+        return saved if len(saved) != 1 else saved[0]
+
+    # ------------------------------------------------------------------ input checks
+    def check_input(self, x, expected, channels=None, channel_axis=1):
+        """Raise a clear error unless ``x`` is a float array shaped like ``expected``.
+
+        ``expected`` is a shape description such as "(N, C, H, W)"; its number of
+        letters is the required ndim. ``channels`` (if given) is the required size of
+        ``channel_axis``. Parameters, if any, fix the dtype and device the input must have.
+        """
+        name = type(self).__name__
+        ndim = len(expected.strip("()").split(","))
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"{name}: expected an array of shape {expected}, got {type(x).__name__}")
+        if x.dtype.kind != "f" or x.dtype.itemsize < 4:
+            raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}; "
+                            "convert first, e.g. x.astype(np.float32) / 255 for images")
+        if x.ndim != ndim:
+            raise ValueError(f"{name}: expected input of shape {expected} ({ndim}-D), "
+                             f"got shape {tuple(x.shape)} ({x.ndim}-D)")
+        if channels is not None and x.shape[channel_axis] != channels:
+            raise ValueError(f"{name}: expected {channels} channels (axis {channel_axis} of "
+                             f"{expected}), got shape {tuple(x.shape)}")
+        for param in self._params.values():
+            if backend.device_of(param.data) != backend.device_of(x):
+                raise ValueError(f"{name}: input is on {backend.device_of(x)} but the layer's "
+                                 f"parameters are on {backend.device_of(param.data)}; use "
+                                 f"model.to({backend.device_of(x)!r}) or minidl.to_device(x)")
+            if param.data.dtype != x.dtype:
+                raise TypeError(f"{name}: input dtype {x.dtype} does not match parameter dtype "
+                                f"{param.data.dtype}; cast the input or call model.to(np.{x.dtype})")
+            break
+
+    def _check_finite(self, x):
+        """Refuse NaN/Inf at the model's entry (one reduction per step, not per layer)."""
+        if hasattr(x, "dtype") and x.dtype.kind == "f":
+            xp = backend.get_array_module(x)
+            if not bool(xp.isfinite(x).all()):
+                raise ValueError(f"{type(self).__name__}: input contains NaN or Inf "
+                                 f"({int((~xp.isfinite(x)).sum())} of {x.size} values)")
+
+    # ------------------------------------------------------------------ summary
+    def macs(self, input_shape, output_shape):
+        """Multiply-adds of one forward pass for ONE sample; layers with GEMMs override."""
+        return 0
+
+    def summary(self, input_shape, print_fn=print):
+        """Print per layer: output shape, parameters, multiply-adds; return the totals.
+
+        ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``.
+        A forward pass on zeros (batch of 2, eval mode) records the shapes.
+        """
+        first = next(iter(self.parameters()), None)
+        xp = backend.get_array_module(first.data) if first is not None else np
+        dtype = first.data.dtype if first is not None else backend.default_dtype()
+        was_training = self.training
+        recorder = _SummaryRecorder()
+        _SummaryRecorder.active = recorder
+        try:
+            self.eval()
+            self(xp.zeros((2,) + tuple(input_shape), dtype=dtype))
+        finally:
+            _SummaryRecorder.active = None
+            self.train(was_training)
+        names = {id(module): name for name, module in self.named_modules()}
+        header = f"{'layer':<34}{'output shape':<22}{'params':>12}{'mult-adds':>16}"
+        lines = [header, "-" * len(header)]
+        total_params = self.num_parameters()
+        total_macs = 0
+        for module, in_shape, out_shape in recorder.rows:
+            params = module.num_parameters()
+            macs = int(module.macs(in_shape[1:], out_shape[1:]))
+            total_macs += macs
+            label = f"{names.get(id(module), '?') or '(model)'} ({type(module).__name__})"
+            lines.append(f"{label:<34}{str(('N',) + out_shape[1:]):<22}{params:>12,}{macs:>16,}")
+        lines += ["-" * len(header),
+                  f"total parameters: {total_params:,}",
+                  f"total mult-adds per sample: {total_macs:,}"]
+        print_fn("\n".join(lines))
+        return {"params": total_params, "macs": total_macs}
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        body = "\n".join(f"  ({name}): " + repr(child).replace("\n", "\n  ")
+                         for name, child in self._modules.items())
+        return f"{type(self).__name__}(\n{body}\n)"

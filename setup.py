@@ -1,0 +1,16 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minidl",
+    version="0.1.0",
+    description="A from-scratch deep learning library in NumPy, with CuPy on the GPU",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minidl", "minidl.*"]),
+    python_requires=">=3.9",
+    install_requires=["numpy>=1.22", "tqdm>=4.60", "matplotlib>=3.5"],
+    extras_require={
+        "gpu": ["cupy-cuda12x"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+)
