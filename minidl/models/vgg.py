@@ -1,0 +1,46 @@
+"""VGG-A (VGG-11) for 32x32 images, with or without BatchNorm (the BN study of the issue)."""
+from .. import layers as L
+from .mlp import _check_positive_int, _check_probability
+
+#: Configuration "A" of Simonyan & Zisserman (2015): conv widths, "M" = 2x2 max-pool.
+VGG_A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+def vgg11(num_classes=10, batch_norm=True, hidden=512, dropout=0.0, in_channels=3):
+    """VGG-A: eight 3x3 convs (padding 1) in five stages, each closed by a 2x2 max-pool.
+
+    Every conv is followed by ``[BatchNorm2d ->] ReLU``. The convs keep their bias even
+    with BatchNorm (where it is redundant), as torchvision's ``vgg11_bn`` does, so the two
+    variants differ by the BatchNorm layers alone. The classifier is sized for
+    CIFAR: after five pools a 32x32 image is ``(N, 512, 1, 1)``, flattened to 512, then
+    ``Linear 512->hidden -> ReLU [-> Dropout] -> Linear hidden->hidden -> ReLU [-> Dropout]
+    -> Linear hidden->num_classes``. x: ``(N, in_channels, 32, 32)`` -> ``(N, num_classes)``.
+
+    Parameters for 10 classes: 9,750,922 without BatchNorm, 9,756,426 with it (2 per
+    conv channel).
+    """
+    num_classes = _check_positive_int("vgg11", "num_classes", num_classes)
+    hidden = _check_positive_int("vgg11", "hidden", hidden)
+    in_channels = _check_positive_int("vgg11", "in_channels", in_channels)
+    dropout = _check_probability("vgg11", dropout)
+    layers = []
+    channels = in_channels
+    for item in VGG_A:
+        if item == "M":
+            layers.append(L.MaxPool2d(2))
+            continue
+        layers.append(L.Conv2d(channels, item, 3, padding=1))
+        if batch_norm:
+            layers.append(L.BatchNorm2d(item))
+        layers.append(L.ReLU())
+        channels = item
+    layers.append(L.Flatten())
+    for fan_in in (channels, hidden):
+        layers += [L.Linear(fan_in, hidden), L.ReLU()]
+        if dropout > 0:
+            layers.append(L.Dropout(dropout))
+    layers.append(L.Linear(hidden, num_classes))
+    return L.Sequential(*layers)
+
+
+__all__ = ["VGG_A", "vgg11"]
