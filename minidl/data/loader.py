@@ -1,0 +1,172 @@
+"""Mini-batches from in-memory arrays: :class:`DataLoader` and :func:`train_val_split`."""
+import copy
+import math
+import numbers
+
+import numpy as np
+
+from .. import backend
+
+
+def _take(array, indices):
+    """``array[indices]`` with the NumPy ``indices`` moved to ``array``'s device."""
+    return array[backend.get_array_module(array).asarray(indices)]
+
+
+def _new_generator(seed):
+    """A generator of its own, seeded from ``seed`` or, if None, from minidl's rng."""
+    if seed is None:
+        seed = int(backend.rng().integers(2**63))
+    return np.random.default_rng(seed)
+
+
+class DataLoader:
+    """Iterate over ``(x, y)`` in mini-batches, optionally shuffled and augmented.
+
+    ``x``: ``(N, ...)`` (e.g. uint8 images ``(N, C, H, W)``), ``y``: ``(N, ...)``; NumPy,
+    or CuPy to keep a whole data set on the GPU. Each iteration is one epoch and yields
+    ``(xb, yb)``; ``len(loader)`` is the number of batches per epoch (the last, smaller
+    batch is dropped when ``drop_last``).
+
+    Per batch: gather the rows, move them with :func:`minidl.backend.to_device` when
+    ``device`` is given, then apply ``transform(xb, rng)`` (see
+    :mod:`minidl.data.transforms`). Transforms that define ``set_batch(epoch, indices)``
+    are told the epoch and the batch's row indices first.
+
+    Randomness: the loader owns one ``numpy.random.Generator`` (from ``seed``, or drawn
+    from :func:`minidl.backend.rng` when None) used for the shuffle permutation and passed
+    to the transform. :meth:`state_dict` captures it together with the position in the
+    current epoch, so a loader restored with :meth:`load_state_dict` yields exactly the
+    batches - order and augmentation draws - the original would have yielded next.
+    """
+
+    def __init__(self, x, y, batch_size, shuffle=True, drop_last=False, transform=None,
+                 seed=None, device=None):
+        if len(x) != len(y):
+            raise ValueError(f"DataLoader: x and y must hold the same number of samples, "
+                             f"got {len(x)} and {len(y)}")
+        if len(x) == 0:
+            raise ValueError("DataLoader: the data set is empty")
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                or batch_size <= 0):
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got "
+                             f"{batch_size!r}")
+        if drop_last and batch_size > len(x):
+            raise ValueError(f"DataLoader: batch_size {batch_size} with drop_last=True "
+                             f"leaves no batch from {len(x)} samples")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: transform must be callable, got {transform!r}")
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.transform, self.device = transform, device
+        self.rng = _new_generator(seed)
+        self.epoch = 0               # the epoch being iterated, or the next one
+        self._batch = 0              # batches already yielded in the current epoch
+        self._in_epoch = False
+        self._epoch_start_state = None  # rng state before this epoch's permutation
+        self._resume = False         # set by load_state_dict: continue, do not restart
+
+    def __len__(self):
+        if self.drop_last:
+            return len(self.x) // self.batch_size
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        if self._resume:
+            self._resume = False
+            order = self._order(np.random.default_rng())
+        else:
+            if self._in_epoch:  # the previous epoch was abandoned part-way: it counts
+                self.epoch += 1
+            self._epoch_start_state = copy.deepcopy(self.rng.bit_generator.state)
+            self._batch, self._in_epoch = 0, True
+            order = self._order(self.rng)
+        return self._batches(order)
+
+    def _order(self, generator):
+        """This epoch's sample order. On resume ``generator`` is rewound to the epoch's
+        start, so it draws the same permutation without disturbing ``self.rng``."""
+        if not self.shuffle:
+            return np.arange(len(self.x))
+        generator.bit_generator.state = copy.deepcopy(self._epoch_start_state)
+        return generator.permutation(len(self.x))
+
+    def _batches(self, order):
+        while self._batch < len(self):
+            start = self._batch * self.batch_size
+            indices = order[start:start + self.batch_size]
+            xb, yb = _take(self.x, indices), _take(self.y, indices)
+            if self.device is not None:
+                xb = backend.to_device(xb, self.device)
+                yb = backend.to_device(yb, self.device)
+            if self.transform is not None:
+                if hasattr(self.transform, "set_batch"):
+                    self.transform.set_batch(self.epoch, indices)
+                xb = self.transform(xb, self.rng)
+            # Count the batch before handing it out: a checkpoint taken while the caller
+            # works on it resumes with the next one.
+            self._batch += 1
+            yield xb, yb
+        self._in_epoch, self._batch = False, 0
+        self.epoch += 1
+
+    def state_dict(self):
+        """JSON-able position: epoch, batches done in it, and the generator's states."""
+        return {
+            "epoch": self.epoch,
+            "batch": self._batch,
+            "in_epoch": self._in_epoch,
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "epoch_start_rng": copy.deepcopy(self._epoch_start_state) if self._in_epoch else None,
+        }
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`. The next ``iter`` yields the rest of the epoch that
+        was interrupted (possibly nothing, if every batch had been handed out), the ones
+        after it start new epochs as usual."""
+        expected = {"epoch", "batch", "in_epoch", "rng", "epoch_start_rng"}
+        if not isinstance(state, dict) or set(state) != expected:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"DataLoader.load_state_dict: expected keys {sorted(expected)}, "
+                             f"got {got}")
+        if state["in_epoch"] and not 0 <= state["batch"] <= len(self):
+            raise ValueError(f"DataLoader.load_state_dict: batch {state['batch']} is out of "
+                             f"range for {len(self)} batches per epoch (another data set or "
+                             "batch size?)")
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
+        self._in_epoch = bool(state["in_epoch"])
+        self._epoch_start_state = copy.deepcopy(state["epoch_start_rng"])
+        self._resume = self._in_epoch
+
+    def __repr__(self):
+        return (f"DataLoader({len(self.x)} samples, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, "
+                f"transform={self.transform!r})")
+
+
+def train_val_split(x, y, val_fraction=0.1, seed=None):
+    """Split into ``(x_train, y_train), (x_val, y_val)`` at random.
+
+    ``round(N * val_fraction)`` samples go to validation; which ones is fixed by
+    ``seed`` (None: drawn from :func:`minidl.backend.rng`). Both parts keep the original
+    relative order.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"train_val_split: x and y must hold the same number of samples, "
+                         f"got {len(x)} and {len(y)}")
+    if not (isinstance(val_fraction, numbers.Real) and 0 < val_fraction < 1):
+        raise ValueError(f"train_val_split: val_fraction must lie strictly between 0 and 1, "
+                         f"got {val_fraction!r}")
+    n = len(x)
+    n_val = int(round(n * val_fraction))
+    if not 0 < n_val < n:
+        raise ValueError(f"train_val_split: val_fraction {val_fraction} of {n} samples "
+                         f"leaves an empty split ({n - n_val} train, {n_val} validation)")
+    order = _new_generator(seed).permutation(n)
+    val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return ((_take(x, train_rows), _take(y, train_rows)),
+            (_take(x, val_rows), _take(y, val_rows)))
+
+
+__all__ = ["DataLoader", "train_val_split"]
