@@ -1,0 +1,493 @@
+"""Learning rate schedules with PyTorch's semantics.
+
+A scheduler sets ``group["lr"]`` of every parameter group of an optimizer. It is
+stepped after the optimizer, once per epoch or once per batch::
+
+    sched = StepLR(opt, step_size=30, gamma=0.1)   # sets the lr of step 0 now
+    for epoch in range(epochs):
+        train_one_epoch(...)                       # opt.step() per batch
+        sched.step()                               # lr of the next epoch
+
+As in PyTorch, constructing a scheduler (``last_epoch=-1``) stores each group's lr as
+``group["initial_lr"]`` (the ``base_lrs``) and applies the value of step 0;
+``sched.last_epoch`` counts the ``step()`` calls since. Every schedule here is computed
+in closed form from ``base_lrs`` and ``last_epoch``; the values equal torch's
+(which updates the lr recursively) while this scheduler is the only one changing it.
+``state_dict()`` / ``load_state_dict()`` hold JSON-serialisable values only.
+"""
+import bisect
+import math
+import numbers
+
+
+def _check_optimizer(optimizer, name):
+    if not hasattr(optimizer, "param_groups"):
+        raise TypeError(f"{name}: expected a minidl optimizer, got {type(optimizer).__name__}")
+
+
+def _per_group(value, optimizer, label, name):
+    """A scalar for every group, or one value per group."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(optimizer.param_groups):
+            raise ValueError(f"{name}: expected {len(optimizer.param_groups)} values of {label} "
+                             f"(one per param group), got {len(value)}")
+        return [float(v) for v in value]
+    return [float(value)] * len(optimizer.param_groups)
+
+
+def _check_int(value, label, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name}: {label} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(value, label, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"{name}: {label} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class LRScheduler:
+    """Base class: subclasses implement :meth:`get_lr` (the lrs at ``self.last_epoch``).
+
+    ``_state_keys`` lists the attributes saved by :meth:`state_dict` besides
+    ``last_epoch``, ``base_lrs`` and the last lrs.
+    """
+
+    _state_keys = ()
+
+    def __init__(self, optimizer, last_epoch=-1):
+        _check_optimizer(optimizer, self._name)
+        self.optimizer = optimizer
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise ValueError(f"{self._name}: resuming with last_epoch={last_epoch} needs "
+                                     f"'initial_lr' in param group {i}; restore the optimizer's "
+                                     "state_dict first, or start with last_epoch=-1")
+        self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
+        self.last_epoch = int(last_epoch)
+        self.step()
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    def get_lr(self):
+        """The learning rate of every group at step ``self.last_epoch``."""
+        raise NotImplementedError(f"{self._name} does not implement get_lr")
+
+    def step(self):
+        """Advance one step (epoch or batch) and set every group's lr."""
+        self.last_epoch += 1
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = float(lr)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        """The lrs set by the last :meth:`step` (one float per group)."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        state = {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs),
+                 "last_lr": list(self._last_lr)}
+        for key in self._state_keys:
+            value = getattr(self, key)
+            state[key] = list(value) if isinstance(value, tuple) else value
+        return state
+
+    def load_state_dict(self, state_dict):
+        """Restore the position in the schedule and re-apply its last lrs to the optimizer."""
+        self.last_epoch = int(state_dict["last_epoch"])
+        self.base_lrs = [float(v) for v in state_dict["base_lrs"]]
+        self._last_lr = [float(v) for v in state_dict["last_lr"]]
+        for key in self._state_keys:
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
+    def __repr__(self):
+        settings = ", ".join(f"{key}={getattr(self, key)!r}" for key in self._state_keys)
+        return f"{self._name}({settings}, last_epoch={self.last_epoch})"
+
+
+class LambdaLR(LRScheduler):
+    """``lr = base_lr * lr_lambda(step)``; ``lr_lambda`` is one function or one per group.
+
+    The functions are not saved by :meth:`state_dict` (pass them again when resuming).
+    """
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        _check_optimizer(optimizer, "LambdaLR")
+        lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else \
+            [lr_lambda] * len(optimizer.param_groups)
+        if len(lambdas) != len(optimizer.param_groups) or not all(map(callable, lambdas)):
+            raise ValueError(f"LambdaLR: expected a function or {len(optimizer.param_groups)} "
+                             f"functions (one per param group), got {lr_lambda!r}")
+        self.lr_lambdas = lambdas
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base_lr * fn(self.last_epoch) for base_lr, fn in zip(self.base_lrs, self.lr_lambdas)]
+
+
+class StepLR(LRScheduler):
+    """``lr = base_lr * gamma ** (step // step_size)``."""
+
+    _state_keys = ("step_size", "gamma")
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        self.step_size = _check_int(step_size, "step_size", "StepLR", 1)
+        self.gamma = _check_positive(gamma, "gamma", "StepLR")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base_lr * self.gamma ** (self.last_epoch // self.step_size)
+                for base_lr in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """``lr = base_lr * gamma ** (number of milestones <= step)``; milestones are step indices."""
+
+    _state_keys = ("milestones", "gamma")
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        milestones = list(milestones)
+        for milestone in milestones:
+            _check_int(milestone, "every milestone", "MultiStepLR", 0)
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = _check_positive(gamma, "gamma", "MultiStepLR")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        passed = bisect.bisect_right(self.milestones, self.last_epoch)
+        return [base_lr * self.gamma ** passed for base_lr in self.base_lrs]
+
+
+class ExponentialLR(LRScheduler):
+    """``lr = base_lr * gamma ** step``."""
+
+    _state_keys = ("gamma",)
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = _check_positive(gamma, "gamma", "ExponentialLR")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base_lr * self.gamma ** self.last_epoch for base_lr in self.base_lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2``.
+
+    Reaches ``eta_min`` at ``step = T_max`` (and, as in torch, rises again after it).
+    """
+
+    _state_keys = ("T_max", "eta_min")
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (torch's name)
+        self.T_max = _check_int(T_max, "T_max", "CosineAnnealingLR", 1)
+        if not isinstance(eta_min, numbers.Real) or eta_min < 0:
+            raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min!r}")
+        self.eta_min = float(eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        cosine = (1.0 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2.0
+        return [self.eta_min + (base_lr - self.eta_min) * cosine for base_lr in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """Linear ramp of the factor from ``start_factor`` to ``end_factor`` over ``total_iters``.
+
+    ``lr = base_lr * (start + (end - start) * min(step, total_iters) / total_iters)``;
+    the usual linear warm-up is ``LinearLR(opt, start_factor=0.1, total_iters=warmup)``.
+    """
+
+    _state_keys = ("start_factor", "end_factor", "total_iters")
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):
+        if not 0.0 < start_factor <= 1.0:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor!r}")
+        if not 0.0 <= end_factor <= 1.0:
+            raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor!r}")
+        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
+        self.total_iters = _check_int(total_iters, "total_iters", "LinearLR", 1)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        progress = min(self.last_epoch, self.total_iters) / self.total_iters
+        factor = self.start_factor + (self.end_factor - self.start_factor) * progress
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+
+class PiecewiseLinearLR(LRScheduler):
+    """``lr = base_lr * factor(step)``, the factor interpolated linearly between knots.
+
+    ``milestones``: increasing step indices; ``factors``: the factor at each of them.
+    Before the first and after the last milestone the factor is held constant. For a
+    per-batch schedule, use steps = batches: e.g. warm-up to the peak over 5 epochs then
+    linear decay to 0 at epoch 24 with ``n`` batches per epoch::
+
+        PiecewiseLinearLR(opt, milestones=[0, 5 * n, 24 * n], factors=[0.0, 1.0, 0.0])
+    """
+
+    _state_keys = ("milestones", "factors")
+
+    def __init__(self, optimizer, milestones, factors, last_epoch=-1):
+        milestones, factors = list(milestones), [float(f) for f in factors]
+        if len(milestones) != len(factors) or not milestones:
+            raise ValueError(f"{type(self).__name__}: expected as many milestones as factors "
+                             f"(at least one), got {len(milestones)} and {len(factors)}")
+        for milestone in milestones:
+            _check_int(milestone, "every milestone", type(self).__name__, 0)
+        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"{type(self).__name__}: milestones must increase strictly, "
+                             f"got {milestones}")
+        if any(f < 0 for f in factors):
+            raise ValueError(f"{type(self).__name__}: factors must be >= 0, got {factors}")
+        self.milestones, self.factors = [int(m) for m in milestones], factors
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step):
+        """The interpolated factor at ``step``."""
+        knots = self.milestones
+        if step <= knots[0]:
+            return self.factors[0]
+        if step >= knots[-1]:
+            return self.factors[-1]
+        right = bisect.bisect_right(knots, step)
+        left = right - 1
+        fraction = (step - knots[left]) / (knots[right] - knots[left])
+        return self.factors[left] + (self.factors[right] - self.factors[left]) * fraction
+
+    def get_lr(self):
+        factor = self.factor(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+
+class LinearWarmupDecayLR(PiecewiseLinearLR):
+    """Linear warm-up from ``start_factor * base_lr`` to ``base_lr`` over ``warmup_steps``,
+    then linear decay to ``end_factor * base_lr`` at ``total_steps`` (held after it).
+
+    The per-batch schedule of the fast CIFAR-10 recipes: step it after every batch.
+    """
+
+    def __init__(self, optimizer, warmup_steps, total_steps, start_factor=0.0, end_factor=0.0,
+                 last_epoch=-1):
+        warmup_steps = _check_int(warmup_steps, "warmup_steps", "LinearWarmupDecayLR", 0)
+        total_steps = _check_int(total_steps, "total_steps", "LinearWarmupDecayLR", 1)
+        if total_steps <= warmup_steps:
+            raise ValueError(f"LinearWarmupDecayLR: total_steps ({total_steps}) must exceed "
+                             f"warmup_steps ({warmup_steps})")
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+        if warmup_steps == 0:
+            milestones, factors = [0, total_steps], [1.0, end_factor]
+        else:
+            milestones, factors = [0, warmup_steps, total_steps], [start_factor, 1.0, end_factor]
+        super().__init__(optimizer, milestones, factors, last_epoch)
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin), exactly as torch.optim.lr_scheduler.OneCycleLR.
+
+    Stepped once per batch, ``total_steps`` (or ``epochs * steps_per_epoch``) times.
+    The lr rises from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of the steps, then anneals to ``initial_lr / final_div_factor``
+    (``three_phase``: back to the initial lr first, then down to the minimum).
+    ``anneal_strategy`` is "cos" or "linear". With ``cycle_momentum`` the momentum (or
+    Adam's beta1) moves inversely between ``max_momentum`` and ``base_momentum``.
+    The groups store ``initial_lr``, ``max_lr``, ``min_lr`` (and the momentum bounds).
+    """
+
+    _state_keys = ("total_steps", "anneal_strategy", "cycle_momentum", "use_beta1", "phases")
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
+                 pct_start=0.3, anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85,
+                 max_momentum=0.95, div_factor=25.0, final_div_factor=1e4, three_phase=False,
+                 last_epoch=-1):
+        _check_optimizer(optimizer, "OneCycleLR")
+        if total_steps is not None:
+            self.total_steps = _check_int(total_steps, "total_steps", "OneCycleLR", 1)
+        elif epochs is not None and steps_per_epoch is not None:
+            self.total_steps = (_check_int(epochs, "epochs", "OneCycleLR", 1)
+                                * _check_int(steps_per_epoch, "steps_per_epoch", "OneCycleLR", 1))
+        else:
+            raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
+        if not isinstance(pct_start, numbers.Real) or not 0.0 <= pct_start <= 1.0:
+            raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start!r}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', "
+                             f"got {anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+        warmup_end = float(pct_start * self.total_steps) - 1
+        if three_phase:
+            self.phases = [
+                {"end_step": warmup_end, "start_lr": "initial_lr", "end_lr": "max_lr",
+                 "start_momentum": "max_momentum", "end_momentum": "base_momentum"},
+                {"end_step": float(2 * pct_start * self.total_steps) - 2, "start_lr": "max_lr",
+                 "end_lr": "initial_lr", "start_momentum": "base_momentum",
+                 "end_momentum": "max_momentum"},
+                {"end_step": self.total_steps - 1, "start_lr": "initial_lr", "end_lr": "min_lr",
+                 "start_momentum": "max_momentum", "end_momentum": "max_momentum"}]
+        else:
+            self.phases = [
+                {"end_step": warmup_end, "start_lr": "initial_lr", "end_lr": "max_lr",
+                 "start_momentum": "max_momentum", "end_momentum": "base_momentum"},
+                {"end_step": self.total_steps - 1, "start_lr": "max_lr", "end_lr": "min_lr",
+                 "start_momentum": "base_momentum", "end_momentum": "max_momentum"}]
+        max_lrs = _per_group(max_lr, optimizer, "max_lr", "OneCycleLR")
+        if last_epoch == -1:
+            for group, peak in zip(optimizer.param_groups, max_lrs):
+                group["initial_lr"] = peak / div_factor
+                group["max_lr"] = peak
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = bool(cycle_momentum)
+        self.use_beta1 = "betas" in optimizer.defaults
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and not self.use_beta1:
+                raise ValueError("OneCycleLR: cycle_momentum needs an optimizer with momentum or "
+                                 "betas; pass cycle_momentum=False")
+            if last_epoch == -1:
+                highs = _per_group(max_momentum, optimizer, "max_momentum", "OneCycleLR")
+                lows = _per_group(base_momentum, optimizer, "base_momentum", "OneCycleLR")
+                for group, high, low in zip(optimizer.param_groups, highs, lows):
+                    self._set_momentum(group, high)
+                    group["max_momentum"], group["base_momentum"] = high, low
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group, value):
+        if self.use_beta1:
+            group["betas"] = (value,) + tuple(group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start, end, pct):
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self):
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, but total_steps is "
+                             f"{self.total_steps}; size the schedule to the whole run")
+        lrs = []
+        for group in self.optimizer.param_groups:
+            start_step = 0.0
+            for i, phase in enumerate(self.phases):
+                end_step = phase["end_step"]
+                if step <= end_step or i == len(self.phases) - 1:
+                    pct = (step - start_step) / (end_step - start_step)
+                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(group, self._anneal(
+                            group[phase["start_momentum"]], group[phase["end_momentum"]], pct))
+                    break
+                start_step = end_step
+        return lrs
+
+
+class ReduceLROnPlateau:
+    """Divide the lr by ``1 / factor`` when a metric stops improving (torch's semantics).
+
+    ``sched.step(metric)`` after each validation. A metric is an improvement when it beats
+    the best so far by ``threshold`` (``threshold_mode`` "rel": relative to the best,
+    "abs": absolute) in direction ``mode`` ("min" or "max"). After more than
+    ``patience`` epochs without improvement every group's lr becomes
+    ``max(lr * factor, min_lr)`` (changes smaller than ``eps`` are skipped), and the
+    next ``cooldown`` epochs are not counted.
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+        _check_optimizer(optimizer, "ReduceLROnPlateau")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', "
+                             f"got {threshold_mode!r}")
+        if not isinstance(factor, numbers.Real) or not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
+        if not isinstance(threshold, numbers.Real) or threshold < 0:
+            raise ValueError(f"ReduceLROnPlateau: threshold must be >= 0, got {threshold!r}")
+        self.optimizer = optimizer
+        self.mode, self.threshold_mode = mode, threshold_mode
+        self.factor, self.threshold, self.eps = float(factor), float(threshold), float(eps)
+        self.patience = _check_int(patience, "patience", "ReduceLROnPlateau", 0)
+        self.cooldown = _check_int(cooldown, "cooldown", "ReduceLROnPlateau", 0)
+        self.min_lrs = _per_group(min_lr, optimizer, "min_lr", "ReduceLROnPlateau")
+        if any(m < 0 for m in self.min_lrs):
+            raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr!r}")
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
+
+    def is_better(self, value, best):
+        if self.mode == "min":
+            bound = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
+            return value < bound
+        bound = best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold
+        return value > bound
+
+    @property
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def step(self, metric):
+        """Record one value of the monitored metric (a number or a 0-d array)."""
+        value = float(metric)
+        self.last_epoch += 1
+        if self.is_better(value, self.best):
+            self.best = value
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+                old_lr = float(group["lr"])
+                new_lr = max(old_lr * self.factor, min_lr)
+                if old_lr - new_lr > self.eps:
+                    group["lr"] = new_lr
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        return list(self._last_lr)
+
+    _state_keys = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
+                   "min_lrs", "eps", "num_bad_epochs", "cooldown_counter", "last_epoch")
+
+    def state_dict(self):
+        """JSON-serialisable: an infinite ``best`` (no value seen yet) is stored as None."""
+        state = {key: getattr(self, key) for key in self._state_keys}
+        state["best"] = self.best if math.isfinite(self.best) else None
+        state["last_lr"] = list(self._last_lr)
+        return state
+
+    def load_state_dict(self, state_dict):
+        for key in self._state_keys:
+            setattr(self, key, state_dict[key])
+        best = state_dict["best"]
+        self.best = float(best) if best is not None else (math.inf if self.mode == "min" else -math.inf)
+        self._last_lr = [float(v) for v in state_dict["last_lr"]]
+
+    def __repr__(self):
+        return (f"ReduceLROnPlateau(mode={self.mode!r}, factor={self.factor}, "
+                f"patience={self.patience}, best={self.best}, bad_epochs={self.num_bad_epochs})")
+
+
+__all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LambdaLR", "LinearLR",
+           "LinearWarmupDecayLR", "MultiStepLR", "OneCycleLR", "PiecewiseLinearLR",
+           "ReduceLROnPlateau", "StepLR"]

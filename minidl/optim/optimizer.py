@@ -1,0 +1,277 @@
+"""The optimizer base class: parameter groups, per-parameter state, state_dict.
+
+An optimizer updates every :class:`~minidl.module.Param` it was given from the
+gradient accumulated in ``param.grad``::
+
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad()
+    model.backward(loss_fn.backward())
+    opt.step()
+
+Parameters can be split into groups with their own hyper-parameters (as in PyTorch),
+e.g. no weight decay on biases and normalisation parameters::
+
+    opt = SGD([{"params": weights, "weight_decay": 5e-4},
+               {"params": biases_and_bn, "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+
+``opt.param_groups`` is the list of these groups: dicts holding ``"params"`` and every
+hyper-parameter (missing ones are filled from the constructor's arguments). Learning
+rate schedulers change ``group["lr"]`` between steps.
+
+Subclasses implement :meth:`Optimizer._init_state` and :meth:`Optimizer._update`, the
+update of ONE parameter, written exactly as the torch.optim documentation states it.
+Updates are in place on ``param.data``; state arrays are created with
+``xp.zeros_like(param.data)``, so they live on the parameter's device with its dtype,
+and hyper-parameters enter the arithmetic as Python floats, so float32 stays float32.
+"""
+import numbers
+
+import numpy as np
+
+from .. import backend
+from ..module import Module, Param
+
+# Marks a hyper-parameter without a default (SGD's learning rate).
+required = object()
+
+# Group keys that are not hyper-parameters of the update rule but may be stored in a
+# group: a label for the user, and the values learning rate schedulers keep there.
+_EXTRA_GROUP_KEYS = ("name",)
+
+
+def _plain(value):
+    """A hyper-parameter as a plain Python value (float, int, bool, tuple), never NumPy.
+
+    NumPy float64 scalars would promote float32 arrays to float64; Python floats do not.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) or (hasattr(value, "ndim") and value.ndim == 0):
+        return float(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+class Optimizer:
+    """Base class of every optimizer.
+
+    ``params``: a list of :class:`Param`, or a list of dicts ``{"params": [...], **hyper}``
+    (parameter groups). ``defaults``: every hyper-parameter of the subclass with its
+    default value (``required`` if the user must give it).
+
+    ``state`` maps each Param to a dict of its state (arrays shaped like the parameter,
+    and the integer ``"step"`` where the rule needs it). It is created at the first step.
+    Create the optimizer after moving the model to its device (``model.to("gpu")``):
+    the state lives on the device the parameters had at the first step.
+    """
+
+    # State entries that are numbers, not arrays shaped like the parameter.
+    _scalar_state_keys = ("step",)
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        self.state = {}
+        if isinstance(params, Module):
+            raise TypeError(f"{self._name}: expected a list of Param or of param-group dicts, "
+                            "got a Module; pass model.parameters()")
+        if isinstance(params, (Param, dict)):
+            params = [params]
+        params = list(params)
+        if not params:
+            raise ValueError(f"{self._name}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for group in groups:
+            self.add_param_group(group)
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, group):
+        """Append a parameter group; its missing hyper-parameters come from the defaults."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{self._name}: a parameter group must be a dict with a 'params' "
+                            f"entry, got {type(group).__name__}")
+        index = len(self.param_groups)
+        params = group["params"]
+        params = [params] if isinstance(params, Param) else list(params)
+        for param in params:
+            if not isinstance(param, Param):
+                raise TypeError(f"{self._name}: param group {index} must hold Param objects, "
+                                f"got {type(param).__name__}")
+        if not params:
+            raise ValueError(f"{self._name}: param group {index} has no parameters")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in params}) != len(params) or seen & {id(p) for p in params}:
+            raise ValueError(f"{self._name}: a parameter appears twice (in param group {index}); "
+                             "each parameter must belong to exactly one group")
+        unknown = sorted(set(group) - set(self.defaults) - {"params", *_EXTRA_GROUP_KEYS})
+        if unknown:
+            raise ValueError(f"{self._name}: unknown hyper-parameter(s) {', '.join(unknown)} in "
+                             f"param group {index}; expected some of {', '.join(self.defaults)}")
+        filled = {"params": params}
+        for key, default in self.defaults.items():
+            value = group.get(key, default)
+            if value is required:
+                raise ValueError(f"{self._name}: param group {index} needs a value for {key!r} "
+                                 "(it has no default)")
+            filled[key] = _plain(value)
+        for key in _EXTRA_GROUP_KEYS:
+            if key in group:
+                filled[key] = group[key]
+        self._check_group(filled, index)
+        self.param_groups.append(filled)
+
+    def _check_group(self, group, index):
+        """Raise ValueError for an invalid hyper-parameter. Subclasses extend this."""
+        for key in ("lr", "eps", "weight_decay", "momentum"):
+            if key in group:
+                self._check_range(group, index, key, low=0.0)
+
+    def _check_range(self, group, index, key, low=None, high=None, high_open=False):
+        """Check ``low <= group[key] <= high`` (``< high`` when ``high_open``)."""
+        value = group[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{self._name}: {key} must be a number, got {value!r} "
+                             f"in param group {index}")
+        too_low = low is not None and value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or value != value:  # value != value: NaN
+            bounds = f"{low} <= {key}" if low is not None else key
+            if high is not None:
+                bounds += f" {'<' if high_open else '<='} {high}"
+            raise ValueError(f"{self._name}: invalid {key} {value!r} in param group {index}; "
+                             f"expected {bounds}")
+
+    def _check_betas(self, group, index):
+        betas = group["betas"]
+        if not isinstance(betas, tuple) or len(betas) != 2:
+            raise ValueError(f"{self._name}: betas must be a pair (beta1, beta2), got {betas!r} "
+                             f"in param group {index}")
+        for i, beta in enumerate(betas):
+            if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
+                raise ValueError(f"{self._name}: invalid beta parameter at index {i}: {beta!r} in "
+                                 f"param group {index}; expected 0 <= beta < 1")
+
+    # ------------------------------------------------------------------ stepping
+    def zero_grad(self):
+        """Reset every parameter's gradient to zero (backward adds into it)."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    param.grad.fill(0)
+
+    def step(self, closure=None):
+        """Update every parameter once from its ``grad``.
+
+        ``closure`` (optional, as in PyTorch) recomputes the loss; its value is returned.
+        Parameters whose ``grad`` is None are skipped.
+        """
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            hyper = {key: _plain(value) for key, value in group.items() if key != "params"}
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if param.grad.shape != param.data.shape:
+                    raise RuntimeError(f"{self._name}: gradient of {param!r} has shape "
+                                       f"{tuple(param.grad.shape)}, expected the parameter's")
+                state = self.state.get(param)
+                if state is None:
+                    state = self.state[param] = self._init_state(param, hyper)
+                self._update(param, param.grad, state, hyper)
+        return loss
+
+    def _init_state(self, param, hyper):
+        """The state dict of a parameter before its first update."""
+        return {}
+
+    def _update(self, param, grad, state, hyper):
+        """Update ``param.data`` in place from ``grad``; ``hyper`` holds Python numbers."""
+        raise NotImplementedError(f"{self._name} does not implement _update")
+
+    # ------------------------------------------------------------------ state
+    def _indexed_params(self):
+        """Every parameter in group order; its position is its index in state_dict."""
+        return [param for group in self.param_groups for param in group["params"]]
+
+    def state_dict(self):
+        """A snapshot ``{"state": {index: {name: array or number}}, "param_groups": [...]}``.
+
+        Parameters are numbered in group order (as in PyTorch). Arrays are copies and
+        stay on their device; everything else is JSON-serialisable (tuples become lists).
+        """
+        index = {id(param): i for i, param in enumerate(self._indexed_params())}
+        groups, start = [], 0
+        for group in self.param_groups:
+            packed = {key: list(value) if isinstance(value, tuple) else value
+                      for key, value in group.items() if key != "params"}
+            packed["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(packed)
+        state = {}
+        for param, entries in self.state.items():
+            state[index[id(param)]] = {
+                key: value.copy() if hasattr(value, "shape") else value
+                for key, value in entries.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore hyper-parameters and state saved by :meth:`state_dict`.
+
+        The groups must have the same sizes as this optimizer's. Arrays are copied to
+        each parameter's device and dtype; integer keys may come back as strings (JSON).
+        """
+        saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if saved_groups is None or "state" not in state_dict:
+            raise ValueError(f"{self._name}.load_state_dict: expected a dict with 'state' and "
+                             "'param_groups' (from state_dict())")
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{self._name}.load_state_dict: the state has {len(saved_groups)} "
+                             f"param groups, this optimizer has {len(self.param_groups)}")
+        by_index = {}
+        new_groups = []
+        for i, (saved, current) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(current["params"]):
+                raise ValueError(f"{self._name}.load_state_dict: param group {i} has "
+                                 f"{len(saved['params'])} parameters in the state, "
+                                 f"{len(current['params'])} here")
+            by_index.update({int(k): p for k, p in zip(saved["params"], current["params"])})
+            group = {key: _plain(value) for key, value in saved.items() if key != "params"}
+            group["params"] = current["params"]
+            self._check_group(group, i)
+            new_groups.append(group)
+        new_state = {}
+        for key, entries in state_dict["state"].items():
+            if int(key) not in by_index:
+                raise ValueError(f"{self._name}.load_state_dict: state for parameter {key} "
+                                 "which no param group lists")
+            param = by_index[int(key)]
+            new_state[param] = {name: self._restore_entry(name, value, param)
+                                for name, value in entries.items()}
+        self.param_groups = new_groups
+        self.state = new_state
+
+    def _restore_entry(self, name, value, param):
+        if name in self._scalar_state_keys:
+            return _plain(value.item() if hasattr(value, "item") else value)
+        if tuple(np.shape(value)) != tuple(param.data.shape):
+            raise ValueError(f"{self._name}.load_state_dict: state {name!r} of {param!r} has "
+                             f"shape {tuple(np.shape(value))}, expected {tuple(param.data.shape)}")
+        value = backend.to_device(value, backend.device_of(param.data))
+        return value.astype(param.data.dtype, copy=True)
+
+    def __repr__(self):
+        lines = [f"{self._name} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {key}: {value}" for key, value in group.items() if key != "params"]
+        return "\n".join(lines + [")"])
+
+
+__all__ = ["Optimizer", "required"]
