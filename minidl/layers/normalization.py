@@ -1,3 +1,151 @@
-"""Placeholder: being written."""
-BatchNorm1d = None
-BatchNorm2d = None
+"""Batch normalization: BatchNorm1d on (N, C) and BatchNorm2d on (N, C, H, W).
+
+Semantics are those of ``torch.nn.BatchNorm1d/2d``. For each channel c, with the
+statistics taken over every axis but the channel axis (N for 1d; N, H, W for 2d)::
+
+    train:  mean, var = batch mean and *biased* batch variance of x[:, c]
+            running_mean = (1 - momentum) * running_mean + momentum * mean
+            running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)
+    eval:   mean, var = running_mean, running_var
+    both:   xhat = (x - mean) / sqrt(var + eps);   y = weight * xhat + bias
+
+where m is the number of values per channel (the unbiased estimate goes into the
+running variance, exactly as in PyTorch).
+"""
+import math
+
+from .. import init as initializers
+from ..backend import device_of, get_array_module
+from ..module import Module, Param
+
+
+class _BatchNorm(Module):
+    """Shared forward/backward of BatchNorm1d and BatchNorm2d (channel axis 1).
+
+    Caches ``xhat`` (shaped like x) and ``inv_std = 1 / sqrt(var + eps)`` (per channel).
+    Gradients, with sums over the m values of each channel:
+
+        dbias   = sum(dy)                   dweight = sum(dy * xhat)
+        train:  dx = weight * inv_std / m * (m * dy - dbias - xhat * dweight)
+        eval:   dx = weight * inv_std * dy   (mean and var are constants)
+    """
+
+    expected_shape = None  # "(N, C)" or "(N, C, H, W)", set by subclasses
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, weight=True):
+        super().__init__()
+        name = type(self).__name__
+        if isinstance(num_features, bool) or int(num_features) != num_features or num_features <= 0:
+            raise ValueError(f"{name}: num_features must be a positive integer, got {num_features!r}")
+        if not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"{name}: eps must be a positive finite number, got {eps!r}")
+        if not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        self.learn_scale = bool(affine and weight)
+        self.weight = Param(initializers.ones((self.num_features,))) if self.learn_scale else None
+        self.bias = Param(initializers.zeros((self.num_features,))) if self.affine else None
+        self.register_buffer("running_mean", initializers.zeros((self.num_features,)))
+        self.register_buffer("running_var", initializers.ones((self.num_features,)))
+
+    def _check(self, x):
+        name = type(self).__name__
+        self.check_input(x, self.expected_shape, channels=self.num_features, channel_axis=1)
+        if device_of(self.running_mean) != device_of(x):
+            raise ValueError(f"{name}: input is on {device_of(x)} but the running statistics are "
+                             f"on {device_of(self.running_mean)}; use "
+                             f"model.to({device_of(x)!r}) or minidl.to_device(x)")
+
+    def forward(self, x):
+        self._check(x)
+        xp = get_array_module(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)
+        if self.training:
+            count = x.size // self.num_features
+            if count < 2:
+                raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
+                                 f"when training, got input of shape {tuple(x.shape)}; use a "
+                                 "batch of 2 or more, or call .eval()")
+            mean = x.mean(axis=axes, keepdims=True)
+            xhat = x - mean
+            # Two-pass variance (of the centred values): no cancellation in float32.
+            var = xp.square(xhat).mean(axis=axes, keepdims=True)
+            inv_std = 1.0 / xp.sqrt(var + self.eps)
+            xhat *= inv_std
+            # Updated in place through local names (``self.buf *= a`` would re-assign the
+            # attribute), so the buffers keep their identity, device and dtype.
+            running_mean, running_var = self.running_mean, self.running_var
+            running_mean *= 1.0 - self.momentum
+            running_mean += self.momentum * mean.reshape(-1)
+            running_var *= 1.0 - self.momentum
+            running_var += (self.momentum * count / (count - 1)) * var.reshape(-1)
+        else:
+            inv_std = (1.0 / xp.sqrt(self.running_var + self.eps)).reshape(per_channel)
+            xhat = (x - self.running_mean.reshape(per_channel)) * inv_std
+        self.save_for_backward(xhat, inv_std, self.training)
+        y = xhat * self.weight.data.reshape(per_channel) if self.weight is not None else xhat.copy()
+        if self.bias is not None:
+            y += self.bias.data.reshape(per_channel)
+        return y
+
+    def backward(self, dy):
+        xhat, inv_std, was_training = self.saved_for_backward(dy)
+        axes = (0,) + tuple(range(2, dy.ndim))
+        per_channel = inv_std.shape
+        dbias = dy.sum(axis=axes)
+        dweight = (dy * xhat).sum(axis=axes)
+        if self.bias is not None:
+            self.bias.grad += dbias
+        if self.weight is not None:
+            self.weight.grad += dweight
+            scale = inv_std * self.weight.data.reshape(per_channel)
+        else:
+            scale = inv_std
+        if not was_training:
+            return dy * scale
+        count = dy.size // self.num_features
+        # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)), built in one buffer.
+        dx = xhat * (dweight.reshape(per_channel) * (-1.0 / count))
+        dx += dy
+        dx -= dbias.reshape(per_channel) * (1.0 / count)
+        dx *= scale
+        return dx
+
+    def extra_repr(self):
+        scale = "" if self.learn_scale or not self.affine else ", weight=False"
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}{scale}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of features: x and y ``(N, C)``, statistics over N.
+
+    ``BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, weight=True)``.
+    Parameters ``weight`` (ones) and ``bias`` (zeros), shape ``(C,)``; buffers
+    ``running_mean`` (zeros) and ``running_var`` (ones). ``affine=False``: neither
+    parameter. ``weight=False``: no learned scale (fixed at 1), bias still learned.
+    Train mode needs N >= 2 (ValueError otherwise, like PyTorch).
+    """
+
+    expected_shape = "(N, C)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of images: x and y ``(N, C, H, W)``, statistics over N, H, W.
+
+    ``BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, weight=True)``.
+    Parameters ``weight`` (ones) and ``bias`` (zeros), shape ``(C,)``; buffers
+    ``running_mean`` (zeros) and ``running_var`` (ones). ``affine=False``: neither
+    parameter. ``weight=False``: no learned scale (fixed at 1), only the bias is learned
+    (the BatchNorm of airbench-style CIFAR nets; the state_dict then has no "weight").
+    Train mode needs N * H * W >= 2 (ValueError otherwise, like PyTorch).
+    """
+
+    expected_shape = "(N, C, H, W)"
+
+
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
