@@ -1,2 +1,48 @@
-"""Placeholder: being written."""
-Dropout = None
+"""Inverted dropout."""
+import math
+
+from ..backend import get_array_module, rng
+from ..module import Module
+from .activations import check_float_input
+
+
+class Dropout(Module):
+    """Zero each entry with probability ``p`` in training; identity in eval mode.
+
+    "Inverted" dropout (as in PyTorch): kept entries are scaled by ``1 / (1 - p)`` during
+    training, so the expected output equals the input and eval needs no rescaling.
+    x and y: any shape ``(N, ...)``. The keep mask is drawn from
+    :func:`minidl.backend.rng` for x's array module (so ``minidl.seed`` makes it
+    reproducible) and cached as booleans. Gradient: ``dx = dy * mask / (1 - p)``.
+    """
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not (
+                math.isfinite(p) and 0 <= p < 1):
+            raise ValueError(f"Dropout: p (the drop probability) must be a number in [0, 1), "
+                             f"got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x):
+        check_float_input(self, x)
+        if not self.training or self.p == 0.0:
+            self.save_for_backward(None)
+            return x
+        xp = get_array_module(x)
+        # Drawn in x's dtype: no float64 temporary the size of x for float32 runs.
+        keep = rng(xp).random(x.shape, dtype=x.dtype) >= self.p
+        self.save_for_backward(keep)
+        return x * keep * (1.0 / (1.0 - self.p))
+
+    def backward(self, dy):
+        keep = self.saved_for_backward(dy)
+        if keep is None:
+            return dy
+        return dy * keep * (1.0 / (1.0 - self.p))
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+__all__ = ["Dropout"]
