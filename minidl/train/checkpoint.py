@@ -1,0 +1,332 @@
+"""Checkpoints and weight files: one ``.npz`` each, written atomically, never pickled.
+
+A checkpoint holds everything a run needs to continue exactly where it stopped::
+
+    model/<name>            every parameter and buffer (model.state_dict()), as arrays
+    optimizer/..., ...      every array inside the optimizer/scheduler/extra states
+    __meta__                one JSON string (a NumPy unicode array) with every other
+                            value: epoch, history, optimizer hyper-parameters, scheduler
+                            state, the minidl RNG state, the data loaders' generator states
+
+Arrays stay arrays (exact bits, any size); everything else is JSON, so a checkpoint is
+readable with nothing but ``np.load(path, allow_pickle=False)`` and ``json.loads``.
+
+Writes go to a temporary file in the target directory, are flushed to disk, and only
+then renamed over the target with ``os.replace`` (atomic on POSIX and Windows): a crash
+or Ctrl-C in the middle of a save leaves the previous checkpoint intact.
+
+Reads check everything before changing anything: a truncated or corrupt file, a file
+that is not a minidl checkpoint, or one saved from another architecture raises
+:class:`CheckpointError` naming the file (and the keys that do not fit).
+"""
+import contextlib
+import json
+import os
+import uuid
+import zipfile
+import zlib
+
+import numpy as np
+
+from .. import backend
+
+FORMAT = "minidl.checkpoint"
+VERSION = 1
+META_KEY = "__meta__"
+
+# Tags of the JSON encoding of nested state (see _encode): chosen so that they cannot
+# collide with the keys of an optimizer or scheduler state.
+_ARRAY, _SCALAR, _ITEMS, _TUPLE = "__ndarray__", "__npscalar__", "__items__", "__tuple__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weight file that cannot be read or does not fit the model."""
+
+
+# --------------------------------------------------------------------------- atomic files
+def atomic_write(path, write):
+    """Write a file atomically: ``write(binary_file)`` fills a temp file, then it is renamed.
+
+    The temp file lives in the target's directory (``os.replace`` is only atomic within
+    one file system) and is removed if anything fails, including KeyboardInterrupt.
+    Missing parent directories are created. Returns ``path``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(temp, "xb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- state <-> JSON + arrays
+def _encode(value, key, arrays):
+    """Return a JSON-able copy of ``value`` with every array moved into ``arrays``.
+
+    Arrays (NumPy or CuPy) become ``{"__ndarray__": key}`` and NumPy scalars
+    ``{"__npscalar__": key}`` (their dtype survives the round trip); dicts whose keys
+    are not all strings (optimizer state is keyed by parameter index) become
+    ``{"__items__": [[k, v], ...]}`` and tuples ``{"__tuple__": [...]}``.
+    """
+    if isinstance(value, np.generic):
+        arrays[key] = np.asarray(value)
+        return {_SCALAR: key}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        arrays[key] = backend.to_numpy(value)
+        return {_ARRAY: key}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}
+        for k in value:
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise TypeError(f"save_checkpoint: cannot store a dict key of type "
+                                f"{type(k).__name__} (at {key!r})")
+        return {_ITEMS: [[k, _encode(v, f"{key}/{k}", arrays)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
+        return {_TUPLE: items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"save_checkpoint: cannot store a value of type {type(value).__name__} "
+                    f"(at {key!r}); use arrays, numbers, strings, lists and dicts")
+
+
+def _decode(value, arrays):
+    """Inverse of :func:`_encode` (arrays come back as NumPy arrays on the CPU)."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (tag, content), = value.items()
+            if tag == _ARRAY:
+                return arrays[content]
+            if tag == _SCALAR:
+                return arrays[content][()]
+            if tag == _ITEMS:
+                return {k: _decode(v, arrays) for k, v in content}
+            if tag == _TUPLE:
+                return tuple(_decode(v, arrays) for v in content)
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    return value
+
+
+def _loader_state(loader):
+    """A loader's ``state_dict()``, or the value itself when it is already a state."""
+    return loader.state_dict() if hasattr(loader, "state_dict") else loader
+
+
+# --------------------------------------------------------------------------- reading
+def _read_npz(path, caller):
+    """Every array of the .npz at ``path``, read eagerly so corruption shows up here."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array, not an .npz archive")
+        with data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        raise CheckpointError(
+            f"{caller}: cannot read {os.fspath(path)!r}: the file is truncated or corrupt, or "
+            f"not a NumPy .npz archive ({type(err).__name__}: {err}). If a save was "
+            "interrupted, use an earlier checkpoint.") from err
+
+
+def _read_meta(path, arrays, caller):
+    if META_KEY not in arrays:
+        raise CheckpointError(f"{caller}: {os.fspath(path)!r} is not a minidl checkpoint (it has "
+                              f"no {META_KEY!r} entry); a file written by save_weights is "
+                              "read with load_weights")
+    try:
+        meta = json.loads(str(arrays[META_KEY][()]))
+    except ValueError as err:
+        raise CheckpointError(f"{caller}: {os.fspath(path)!r} has a corrupt {META_KEY!r} "
+                              f"entry ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{caller}: {os.fspath(path)!r} is not a minidl checkpoint "
+                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(f"{caller}: {os.fspath(path)!r} was written by a newer minidl "
+                              f"(checkpoint version {meta['version']}, this one reads up to "
+                              f"{VERSION}); upgrade minidl")
+    return meta
+
+
+def _load_model_state(path, model, state, caller, saved_from=None):
+    """``model.load_state_dict`` with an error that names the file and the architectures."""
+    try:
+        model.load_state_dict(state)
+    except ValueError as err:
+        origin = f" (saved from a {saved_from})" if saved_from else ""
+        raise CheckpointError(f"{caller}: {os.fspath(path)!r}{origin} does not fit this "
+                              f"{type(model).__name__}; was it saved from another "
+                              f"architecture?\n{err}") from err
+
+
+def _check_optimizer_fits(path, optimizer, saved):
+    """Compare parameter groups and sizes before anything is loaded."""
+    saved_groups = saved.get("param_groups", [])
+    own_groups = optimizer.param_groups
+    saved_sizes = [len(group.get("params", [])) for group in saved_groups]
+    own_sizes = [len(group["params"]) for group in own_groups]
+    if saved_sizes != own_sizes:
+        raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} has "
+                              f"parameter groups of sizes {saved_sizes}, this "
+                              f"{type(optimizer).__name__} has {own_sizes}")
+    params = [param for group in own_groups for param in group["params"]]
+    for index, entries in saved.get("state", {}).items():
+        if not 0 <= int(index) < len(params):
+            raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
+                                  f"refers to parameter {index}, the optimizer has {len(params)}")
+        for name, value in entries.items():
+            if hasattr(value, "shape") and value.ndim and value.shape != params[int(index)].shape:
+                raise CheckpointError(
+                    f"load_checkpoint: the optimizer state {name!r} of parameter {index} in "
+                    f"{os.fspath(path)!r} has shape {value.shape}, the parameter has "
+                    f"{tuple(params[int(index)].shape)}")
+
+
+def _state_to_param_devices(saved, optimizer):
+    """Move each optimizer state array to the device of the parameter it belongs to."""
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    state = {}
+    for index, entries in saved.get("state", {}).items():
+        device = backend.device_of(params[int(index)].data)
+        state[index] = {name: backend.to_device(value, device) if isinstance(value, np.ndarray)
+                        else value for name, value in entries.items()}
+    return dict(saved, state=state)
+
+
+# --------------------------------------------------------------------------- public API
+def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, history=None,
+                    extra=None, loaders=None):
+    """Save a resumable training state to ``path`` (one .npz, written atomically).
+
+    ``history`` is a :class:`~minidl.train.History` or a dict; ``extra`` any nest of
+    dicts, lists, numbers, strings and arrays; ``loaders`` a dict name -> DataLoader
+    (its ``state_dict()`` is stored) or name -> an already taken loader state. The
+    minidl RNG state is always stored. Returns ``path``.
+    """
+    arrays = {f"model/{name}": backend.to_numpy(value)
+              for name, value in model.state_dict().items()}
+    if history is not None and hasattr(history, "to_dict"):
+        history = history.to_dict()
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_class": type(model).__name__,
+        "epoch": int(epoch),
+        "optimizer": None if optimizer is None else _encode(optimizer.state_dict(), "optimizer", arrays),
+        "optimizer_class": None if optimizer is None else type(optimizer).__name__,
+        "scheduler": None if scheduler is None else _encode(scheduler.state_dict(), "scheduler", arrays),
+        "scheduler_class": None if scheduler is None else type(scheduler).__name__,
+        "history": _encode(history, "history", arrays),
+        "rng_state": _encode(backend.get_rng_state(), "rng", arrays),
+        "loaders": {name: _encode(_loader_state(loader), f"loaders/{name}", arrays)
+                    for name, loader in (loaders or {}).items() if loader is not None},
+        "extra": _encode(extra, "extra", arrays),
+    }
+    arrays[META_KEY] = np.array(json.dumps(meta))
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, restore_rng=True):
+    """Restore a state saved by :func:`save_checkpoint` into the given objects.
+
+    Everything is read and checked first: a truncated/corrupt file, a file from another
+    architecture, or a missing optimizer/scheduler state raises :class:`CheckpointError`
+    naming the file, and nothing is modified. Then the model, optimizer, scheduler and
+    ``loaders`` (dict name -> DataLoader) are restored, and, unless ``restore_rng`` is
+    False, the minidl RNG (so dropout masks continue as in the interrupted run).
+
+    Returns a dict: ``epoch``, ``history`` (dict or None), ``extra``, ``loaders`` (the
+    stored loader states by name), ``model_class`` and ``path``.
+    """
+    caller = "load_checkpoint"
+    arrays = _read_npz(path, caller)
+    meta = _read_meta(path, arrays, caller)
+    model_state = {key[len("model/"):]: value for key, value in arrays.items()
+                   if key.startswith("model/")}
+
+    optimizer_state = scheduler_state = None
+    if optimizer is not None:
+        if meta.get("optimizer") is None:
+            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no optimizer state")
+        optimizer_state = _decode(meta["optimizer"], arrays)
+        _check_optimizer_fits(path, optimizer, optimizer_state)
+    if scheduler is not None:
+        if meta.get("scheduler") is None:
+            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no scheduler state")
+        scheduler_state = _decode(meta["scheduler"], arrays)
+    loader_states = {name: _decode(state, arrays) for name, state in meta.get("loaders", {}).items()}
+    for name in (loaders or {}):
+        if loaders[name] is not None and name not in loader_states:
+            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no state for the "
+                                  f"{name!r} data loader (it has {sorted(loader_states)})")
+
+    _load_model_state(path, model, model_state, caller, saved_from=meta.get("model_class"))
+    if optimizer is not None:
+        try:
+            optimizer.load_state_dict(_state_to_param_devices(optimizer_state, optimizer))
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{caller}: the optimizer state in {os.fspath(path)!r} "
+                                  f"(saved from {meta.get('optimizer_class')}) does not fit "
+                                  f"this {type(optimizer).__name__}: {err}") from err
+    if scheduler is not None:
+        scheduler.load_state_dict(scheduler_state)
+    for name, loader in (loaders or {}).items():
+        if loader is not None:
+            loader.load_state_dict(loader_states[name])
+    if restore_rng:
+        backend.set_rng_state(_decode(meta["rng_state"], arrays))
+    return {"epoch": meta["epoch"], "history": _decode(meta["history"], arrays),
+            "extra": _decode(meta["extra"], arrays), "loaders": loader_states,
+            "model_class": meta.get("model_class"), "path": os.fspath(path)}
+
+
+def save_weights(path, model):
+    """Save only the model's parameters and buffers: an .npz keyed by state_dict names."""
+    state = {name: backend.to_numpy(value) for name, value in model.state_dict().items()}
+    return atomic_write(path, lambda handle: np.savez(handle, **state))
+
+
+def load_weights(path, model):
+    """Load weights saved by :func:`save_weights` (or the model part of a checkpoint)."""
+    caller = "load_weights"
+    arrays = _read_npz(path, caller)
+    saved_from = None
+    if META_KEY in arrays:  # a full checkpoint: take its model entries
+        saved_from = _read_meta(path, arrays, caller).get("model_class")
+        arrays = {key[len("model/"):]: value for key, value in arrays.items()
+                  if key.startswith("model/")}
+    _load_model_state(path, model, arrays, caller, saved_from=saved_from)
+    return model
+
+
+__all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "load_weights",
+           "save_checkpoint", "save_weights"]

@@ -1,0 +1,513 @@
+"""The training loop: :class:`Trainer`.
+
+::
+
+    trainer = Trainer(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1),
+                      scheduler=StepLR(...), callbacks=[ModelCheckpoint("runs/last.npz")])
+    history = trainer.fit(train_loader, val_loader, epochs=10)
+    history = trainer.fit(train_loader, val_loader, epochs=20, resume="runs/last.npz")
+
+One training step is ``forward -> loss -> zero_grad -> backward -> optimizer.step``
+(then ``scheduler.step()`` when ``scheduler_interval="batch"``). At the end of an
+epoch: validation, ``scheduler.step()`` (``ReduceLROnPlateau``: ``step(metric)``), a
+History row, then the callbacks' ``on_epoch_end``.
+
+No device sync per step: loss and accuracy are summed as arrays on the device and
+turned into Python floats only every ``log_interval`` steps and at the end of an epoch.
+A NaN/Inf loss stops training with :class:`NonFiniteLossError` naming the epoch and
+step (on the CPU it is caught before the step updates the weights; on the GPU at the
+next log point, with the exact step it occurred at).
+
+Exact resume: a checkpoint written by :meth:`Trainer.save_checkpoint` (what
+ModelCheckpoint and Ctrl-C write) holds the model, optimizer, scheduler, History, the
+callbacks' state, the minidl RNG and the data loaders' generators, and the position in
+the run. ``fit(..., resume=path)`` continues so that the weights at the end are
+bit-identical to those of an uninterrupted run (on the CPU; on the GPU dropout masks
+come from CuPy's generator, which minidl does not save).
+
+Ctrl-C during ``fit`` is deferred to the end of the current step (so the state is never
+half-updated), a checkpoint is written, and KeyboardInterrupt is raised again. A
+second Ctrl-C interrupts at once.
+"""
+import contextlib
+import copy
+import math
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import backend
+from ..module import Module
+from ..optim.lr_scheduler import ReduceLROnPlateau
+from .callbacks import Callback, ModelCheckpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .history import History
+from .metrics import topk_correct
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf."""
+
+
+def _is_classification(logits, labels):
+    """Integer labels (N,) against scores (N, C): accuracy is meaningful."""
+    return (getattr(logits, "ndim", 0) == 2 and getattr(labels, "ndim", 0) == 1
+            and labels.dtype.kind in "iu")
+
+
+def _ks(num_classes):
+    """Top-1 always; top-5 only where it says something (more than 5 classes)."""
+    return (1, 5) if num_classes > 5 else (1,)
+
+
+def _loader_length(loader):
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+class _EpochMeter:
+    """Running sums over an epoch, kept where the loss lives; floats only on ``read()``.
+
+    ``loss_sum`` = sum over batches of (mean batch loss * batch size); ``hits`` = top-k
+    correct counts; ``samples`` = host-side count. On the GPU a non-finite loss is not
+    checked per step (that would wait for the device) but its step is recorded on the
+    device in ``first_bad_step`` (0 = none yet; steps are 1-based).
+    """
+
+    def __init__(self):
+        self.loss_sum, self.hits, self.ks, self.samples = 0.0, None, None, 0
+        self.first_bad_step = 0
+
+    def add(self, loss, batch_size, hits, ks, step):
+        self.loss_sum = self.loss_sum + loss * batch_size
+        self.samples += batch_size
+        if hits is not None:
+            self.hits = hits if self.hits is None else self.hits + hits
+            self.ks = ks
+        xp = backend.get_array_module(loss)
+        if xp is not np:
+            bad_here = xp.where(xp.isfinite(loss), 0, step)
+            if isinstance(self.first_bad_step, int):
+                self.first_bad_step = bad_here
+            else:
+                self.first_bad_step = xp.where(self.first_bad_step == 0, bad_here,
+                                               self.first_bad_step)
+
+    def read(self):
+        """Mean loss, top-1, top-5 (None where not measured), and the first bad step (or 0)."""
+        if self.samples == 0:
+            return {"loss": None, "top1": None, "top5": None}, 0
+        stats = {"loss": float(self.loss_sum) / self.samples, "top1": None, "top5": None}
+        if self.hits is not None:
+            for k, count in zip(self.ks, backend.to_numpy(self.hits).tolist()):
+                stats[f"top{k}"] = count / self.samples
+        return stats, int(self.first_bad_step)
+
+    def state_dict(self):
+        return {"loss_sum": self.loss_sum, "hits": self.hits, "ks": self.ks,
+                "samples": self.samples, "first_bad_step": self.first_bad_step}
+
+    def load_state_dict(self, state, device):
+        def place(value):
+            return backend.to_device(value, device) if isinstance(value, np.ndarray) else value
+        self.loss_sum, self.hits = place(state["loss_sum"]), place(state["hits"])
+        self.ks = None if state["ks"] is None else tuple(state["ks"])
+        self.samples, self.first_bad_step = int(state["samples"]), place(state["first_bad_step"])
+
+
+class Trainer:
+    """Fit a model with a loss and an optimizer; evaluate and predict.
+
+    model: a :class:`~minidl.Module`; loss_fn: ``loss = loss_fn(pred, target)`` and
+    ``dpred = loss_fn.backward()``; optimizer: a :mod:`minidl.optim` optimizer over the
+    model's parameters; scheduler: optional lr scheduler, stepped once per epoch or,
+    with ``scheduler_interval="batch"``, after every optimizer step.
+    ``ReduceLROnPlateau`` is stepped per epoch with ``plateau_monitor`` (a History
+    column, default ``"val_loss"``). callbacks: :class:`~minidl.train.Callback` objects.
+    device: "cpu"/"gpu" to move the model there; batches always follow the model.
+    quiet: no progress bar or messages. log_interval: steps between progress updates
+    (each one waits for the device once). interrupt_checkpoint: where Ctrl-C saves a
+    resumable checkpoint (default: ``interrupted.npz`` next to a ModelCheckpoint's files;
+    nothing is saved without either).
+
+    Attributes: ``history`` (:class:`History`), ``epoch`` (completed epochs),
+    ``global_step``, ``stop_training`` (set by callbacks), ``interrupted_checkpoint``.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, scheduler=None, callbacks=(), device=None,
+                 scheduler_interval="epoch", quiet=False, log_interval=20,
+                 interrupt_checkpoint=None, plateau_monitor="val_loss"):
+        if not isinstance(model, Module):
+            raise TypeError(f"Trainer: model must be a minidl Module, got {type(model).__name__}")
+        if not callable(loss_fn) or not hasattr(loss_fn, "backward"):
+            raise TypeError(f"Trainer: loss_fn must be callable and have backward(), e.g. "
+                            f"minidl.losses.CrossEntropyLoss(); got {type(loss_fn).__name__}")
+        for method in ("step", "zero_grad", "state_dict", "load_state_dict"):
+            if not hasattr(optimizer, method) or not hasattr(optimizer, "param_groups"):
+                raise TypeError(f"Trainer: optimizer must be a minidl.optim optimizer (with "
+                                f"param_groups and {method}()), got {type(optimizer).__name__}")
+        if scheduler_interval not in ("epoch", "batch"):
+            raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'batch', "
+                             f"got {scheduler_interval!r}")
+        if isinstance(scheduler, ReduceLROnPlateau) and scheduler_interval == "batch":
+            raise ValueError("Trainer: ReduceLROnPlateau steps on an epoch metric; use "
+                             "scheduler_interval='epoch'")
+        if isinstance(log_interval, bool) or int(log_interval) != log_interval or log_interval < 1:
+            raise ValueError(f"Trainer: log_interval must be a positive integer, got {log_interval!r}")
+        callbacks = list(callbacks)
+        for index, callback in enumerate(callbacks):
+            if not isinstance(callback, Callback):
+                raise TypeError(f"Trainer: callbacks[{index}] must be a minidl.train.Callback, "
+                                f"got {type(callback).__name__}")
+        if device is not None:
+            model.to(device)
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.callbacks, self.scheduler_interval = callbacks, scheduler_interval
+        self.quiet, self.log_interval = bool(quiet), int(log_interval)
+        self.interrupt_checkpoint, self.plateau_monitor = interrupt_checkpoint, plateau_monitor
+        self.history = History()
+        self.epoch = self.global_step = 0
+        self.stop_training = False
+        self.interrupted_checkpoint = None
+        # The position inside a running epoch, for mid-epoch checkpoints.
+        self._train_loader = self._val_loader = None
+        self._in_epoch, self._step_in_epoch, self._meter = False, 0, None
+        self._epoch_lr, self._epoch_started, self._epoch_start_states = None, None, {}
+        self._consistent, self._interrupt_requested = True, False
+
+    # ------------------------------------------------------------------ small helpers
+    @property
+    def device(self):
+        """The model's device ("cpu" or "gpu"); batches are moved there."""
+        params = self.model.parameters()
+        return backend.device_of(params[0].data) if params else backend.current_device()
+
+    @property
+    def lr(self):
+        """Current learning rate of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def log(self, message):
+        """Print a message without breaking the progress bar (silent when quiet)."""
+        if not self.quiet:
+            tqdm.write(message)
+
+    def _callbacks(self, hook, *args):
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_loader, val_loader=None, epochs=1, resume=None):
+        """Train until ``epochs`` epochs are complete; return the :class:`History`.
+
+        ``epochs`` counts from the start of the run, so ``fit(..., epochs=10,
+        resume=path)`` on a checkpoint written after epoch 4 trains epochs 5 to 10.
+        ``train_loader``/``val_loader`` yield ``(x, y)`` batches (a DataLoader, or any
+        iterable; only loaders with ``state_dict()`` resume with the same order).
+        """
+        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+            raise ValueError(f"Trainer.fit: epochs must be a positive integer, got {epochs!r}")
+        self._train_loader, self._val_loader = train_loader, val_loader
+        start_step, meter_state = 0, None
+        if resume is not None:
+            start_step, meter_state = self._restore(resume)
+        else:
+            self.history, self.epoch, self.global_step = History(), 0, 0
+        self.stop_training, self.interrupted_checkpoint = False, None
+        self._interrupt_requested, self._consistent = False, True
+        self._callbacks("on_train_begin")
+        with self._interrupts_deferred_to_step_end():
+            try:
+                for epoch in range(self.epoch + 1, int(epochs) + 1):
+                    self._run_epoch(epoch, int(epochs), start_step, meter_state)
+                    start_step, meter_state = 0, None
+                    if self._interrupt_requested:
+                        raise KeyboardInterrupt
+                    if self.stop_training:
+                        break
+            except KeyboardInterrupt:
+                self._save_on_interrupt()
+                raise
+        self._callbacks("on_train_end")
+        return self.history
+
+    def _run_epoch(self, epoch, epochs, skip_steps, meter_state):
+        train_loader, val_loader = self._train_loader, self._val_loader
+        # Generator states at the start of the epoch: a mid-epoch checkpoint stores these
+        # and the step count, and a resumed run replays the loader up to that step.
+        self._epoch_start_states = {
+            name: copy.deepcopy(loader.state_dict())
+            for name, loader in (("train", train_loader), ("val", val_loader))
+            if hasattr(loader, "state_dict")}
+        self._meter = _EpochMeter()
+        if meter_state is not None:
+            self._meter.load_state_dict(meter_state["meter"], self.device)
+            self._epoch_lr = meter_state["epoch_lr"]
+            self._epoch_started = time.perf_counter() - meter_state["epoch_seconds"]
+        else:
+            self._epoch_lr, self._epoch_started = self.lr, time.perf_counter()
+        self._in_epoch, self._step_in_epoch = True, skip_steps
+        self._callbacks("on_epoch_begin", epoch)
+        self.model.train()
+        total = _loader_length(train_loader)
+        with tqdm(total=total, initial=skip_steps, desc=f"epoch {epoch}/{epochs}", unit="batch",
+                  disable=self.quiet, dynamic_ncols=True, leave=True) as bar:
+            batches = iter(train_loader)
+            for skipped in range(skip_steps):
+                if next(batches, None) is None:
+                    raise ValueError(f"Trainer.fit: the checkpoint stopped at step {skip_steps} "
+                                     f"of epoch {epoch}, but the train loader has only "
+                                     f"{skipped} batches per epoch")
+            for x_batch, y_batch in batches:
+                step = self._step_in_epoch + 1
+                self._callbacks("on_batch_begin", step)
+                self._consistent = False
+                loss, batch_size = self._train_step(x_batch, y_batch, epoch, step, total)
+                if self.scheduler is not None and self.scheduler_interval == "batch":
+                    self.scheduler.step()
+                self._step_in_epoch, self.global_step = step, self.global_step + 1
+                self._consistent = True
+                self._callbacks("on_batch_end", step, {"loss": loss, "batch_size": batch_size})
+                bar.update(1)
+                if step % self.log_interval == 0:
+                    self._show_progress(bar, epoch, total)
+                if self._interrupt_requested:
+                    raise KeyboardInterrupt
+            train_stats = self._show_progress(bar, epoch, total)
+            if train_stats["loss"] is None:
+                raise ValueError("Trainer.fit: the train loader yielded no batches")
+            val_stats = self._evaluate(val_loader) if val_loader is not None else {}
+            row = {"epoch": epoch, "lr": self._epoch_lr,
+                   "seconds": time.perf_counter() - self._epoch_started,
+                   **{f"train_{key}": value for key, value in train_stats.items()},
+                   **{f"val_{key}": value for key, value in val_stats.items()}}
+            bar.set_postfix_str(self._summary(row), refresh=True)
+        self._consistent = False
+        self._step_scheduler_at_epoch_end(row)
+        self.history.append(row)
+        self.epoch, self._in_epoch, self._step_in_epoch = epoch, False, 0
+        self._consistent = True
+        self._callbacks("on_epoch_end", epoch, self.history[-1])
+
+    def _train_step(self, x_batch, y_batch, epoch, step, total):
+        device = self.device
+        x_batch, y_batch = backend.to_device(x_batch, device), backend.to_device(y_batch, device)
+        logits = self.model(x_batch)
+        loss = self.loss_fn(logits, y_batch)
+        if backend.get_array_module(loss) is np and not math.isfinite(loss):
+            # On the CPU the check is free: stop before the bad step touches the weights.
+            raise NonFiniteLossError(self._non_finite_message(float(loss), epoch, step, total))
+        hits = ks = None
+        if _is_classification(logits, y_batch):
+            ks = _ks(logits.shape[1])
+            hits = topk_correct(logits, y_batch, ks)
+        self.optimizer.zero_grad()
+        self.model.backward(self.loss_fn.backward())
+        self.optimizer.step()
+        batch_size = int(x_batch.shape[0])
+        self._meter.add(loss, batch_size, hits, ks, step)
+        return loss, batch_size
+
+    def _non_finite_message(self, value, epoch, step, total):
+        of = f" of {total}" if total else ""
+        return (f"Trainer: the training loss is {value} at epoch {epoch}, step {step}{of}; "
+                "training stopped. Usual causes: a learning rate too high for the model "
+                "(lower it, or add warm-up), inputs containing NaN/Inf, or a custom loss "
+                "taking log(0).")
+
+    def _show_progress(self, bar, epoch, total):
+        """Read the running sums (one device sync), check them, update the bar."""
+        stats, first_bad = self._meter.read()
+        if first_bad:
+            raise NonFiniteLossError(self._non_finite_message("nan or inf", epoch, first_bad, total))
+        if stats["loss"] is not None and not bar.disable:
+            elapsed = max(time.perf_counter() - self._epoch_started, 1e-9)
+            postfix = {"loss": f"{stats['loss']:.4f}"}
+            if stats["top1"] is not None:
+                postfix["top1"] = f"{100 * stats['top1']:.2f}%"
+            postfix["lr"] = f"{self.lr:.3g}"
+            postfix["img/s"] = f"{self._meter.samples / elapsed:.0f}"
+            bar.set_postfix(postfix, refresh=False)
+        return stats
+
+    @staticmethod
+    def _summary(row):
+        parts = []
+        for key in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5"):
+            if row.get(key) is not None:
+                value = row[key]
+                parts.append(f"{key}={value:.4f}" if key.endswith("loss") else
+                             f"{key}={100 * value:.2f}%")
+        parts.append(f"lr={row['lr']:.3g}")
+        parts.append(f"{row['seconds']:.1f}s")
+        return " ".join(parts)
+
+    def _step_scheduler_at_epoch_end(self, row):
+        if self.scheduler is None or self.scheduler_interval != "epoch":
+            return
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            value = row.get(self.plateau_monitor)
+            if value is None:
+                available = sorted(k for k, v in row.items() if v is not None)
+                raise ValueError(f"Trainer: ReduceLROnPlateau monitors {self.plateau_monitor!r}, "
+                                 f"which this epoch does not have ({available}); pass a "
+                                 "val_loader to fit or choose Trainer(plateau_monitor=...)")
+            self.scheduler.step(value)
+        else:
+            self.scheduler.step()
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def evaluate(self, loader):
+        """Mean loss and top-1/top-5 accuracy over ``loader`` in eval mode.
+
+        Returns ``{"loss": float, "top1": float or None, "top5": float or None}`` (top-5
+        only with more than 5 classes). The model's train/eval mode is restored after.
+        """
+        return self._evaluate(loader)
+
+    def _evaluate(self, loader):
+        was_training = self.model.training
+        self.model.eval()
+        meter = _EpochMeter()
+        device = self.device
+        try:
+            for step, (x_batch, y_batch) in enumerate(loader, start=1):
+                x_batch = backend.to_device(x_batch, device)
+                y_batch = backend.to_device(y_batch, device)
+                logits = self.model(x_batch)
+                loss = self.loss_fn(logits, y_batch)
+                hits = ks = None
+                if _is_classification(logits, y_batch):
+                    ks = _ks(logits.shape[1])
+                    hits = topk_correct(logits, y_batch, ks)
+                meter.add(loss, int(x_batch.shape[0]), hits, ks, step)
+                if self._interrupt_requested:
+                    raise KeyboardInterrupt
+        finally:
+            self.model.train(was_training)
+        stats, _ = meter.read()
+        if stats["loss"] is None:
+            raise ValueError("Trainer.evaluate: the loader yielded no batches")
+        return stats
+
+    def predict(self, x, batch_size=256):
+        """Model outputs for ``x`` (N, ...), computed in eval mode in batches: (N, ...) on the model's device."""
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"Trainer.predict: batch_size must be a positive integer, "
+                             f"got {batch_size!r}")
+        if not hasattr(x, "shape") or len(x.shape) == 0 or x.shape[0] == 0:
+            raise ValueError(f"Trainer.predict: expected a non-empty array (N, ...), got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        was_training = self.model.training
+        self.model.eval()
+        device = self.device
+        try:
+            outputs = [self.model(backend.to_device(x[start:start + batch_size], device))
+                       for start in range(0, x.shape[0], int(batch_size))]
+        finally:
+            self.model.train(was_training)
+        return backend.get_array_module(outputs[0]).concatenate(outputs, axis=0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path, extra=None):
+        """Write a resumable checkpoint of the run as it is now (mid-epoch or between epochs).
+
+        ``extra`` is stored as well and comes back in ``load_checkpoint(...)["extra"]["user"]``.
+        """
+        trainer_state = {
+            "global_step": self.global_step,
+            "step": self._step_in_epoch if self._in_epoch else 0,
+            "meter": None,
+            "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()}
+                          for cb in self.callbacks],
+        }
+        if self._in_epoch:
+            loaders = self._epoch_start_states
+            trainer_state["meter"] = {
+                "meter": self._meter.state_dict(), "epoch_lr": self._epoch_lr,
+                "epoch_seconds": time.perf_counter() - self._epoch_started}
+        else:
+            loaders = {name: loader for name, loader in
+                       (("train", self._train_loader), ("val", self._val_loader))
+                       if hasattr(loader, "state_dict")}
+        return save_checkpoint(path, self.model, self.optimizer, self.scheduler,
+                               epoch=self.epoch, history=self.history, loaders=loaders,
+                               extra={"trainer": trainer_state, "user": extra})
+
+    def _restore(self, path):
+        """Load a checkpoint into model/optimizer/scheduler/loaders/callbacks; return the position."""
+        info = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        for name, loader in (("train", self._train_loader), ("val", self._val_loader)):
+            if name in info["loaders"] and hasattr(loader, "load_state_dict"):
+                loader.load_state_dict(info["loaders"][name])
+            elif name == "train" and hasattr(loader, "state_dict"):
+                self.log(f"Trainer: {path!r} holds no train loader state; the resumed run "
+                         "will not draw the same batches as an uninterrupted one")
+        self.history = History.from_dict(info["history"]) if info["history"] else History()
+        self.epoch = int(info["epoch"])
+        extra = info["extra"] if isinstance(info["extra"], dict) else {}
+        state = extra.get("trainer") or {}
+        self.global_step = int(state.get("global_step", 0))
+        saved_callbacks = state.get("callbacks", [])
+        for callback, saved in zip(self.callbacks, saved_callbacks):
+            if saved["class"] == type(callback).__name__:
+                callback.load_state_dict(saved["state"])
+        return int(state.get("step", 0)), state.get("meter")
+
+    # ------------------------------------------------------------------ Ctrl-C
+    @contextlib.contextmanager
+    def _interrupts_deferred_to_step_end(self):
+        """Turn the first Ctrl-C into a request that the loop honours after the current step.
+
+        Only in the main thread and only over Python's default handler (a custom SIGINT
+        handler, e.g. a notebook's, is left alone; then a KeyboardInterrupt can land
+        mid-step, and no checkpoint is written from a half-updated state).
+        """
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def request_stop(signum, frame):
+            self._interrupt_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts
+            print("\nTrainer: Ctrl-C - stopping after this step (press again to abort now)",
+                  file=sys.stderr)
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _interrupt_path(self):
+        if self.interrupt_checkpoint is not None:
+            return self.interrupt_checkpoint
+        for callback in self.callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                return callback.interrupt_path
+        return None
+
+    def _save_on_interrupt(self):
+        path = self._interrupt_path()
+        position = (f"epoch {self.epoch + 1}, step {self._step_in_epoch}" if self._in_epoch
+                    else f"the end of epoch {self.epoch}")
+        if path is None:
+            message = ("no checkpoint written (give Trainer(interrupt_checkpoint=path) or a "
+                       "ModelCheckpoint callback to get one)")
+        elif not self._consistent:
+            message = ("no checkpoint written: the interrupt came in the middle of an update, "
+                       "so the state is not consistent; resume from the last epoch's checkpoint")
+        else:
+            self.interrupted_checkpoint = self.save_checkpoint(path)
+            message = f"saved {path!r}; continue with fit(..., resume={path!r})"
+        print(f"Trainer: interrupted at {position}; {message}", file=sys.stderr)
+
+
+__all__ = ["NonFiniteLossError", "Trainer"]
