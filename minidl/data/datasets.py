@@ -81,12 +81,18 @@ class DatasetSpec:
     files: dict        # role -> RemoteFile
 
 
-# SHA-256 of the official archives, as published by TensorFlow Datasets and
-# torchvision and cross-checked against the MD5s on the data sets' own pages
-# (MNIST: f68b3c2d..., Fashion-MNIST README, CIFAR-10: c32a1d4a...).
-_IDX_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+# SHA-256 of the official archives (the values TensorFlow Datasets, torchvision and
+# others verify; the data sets' own pages publish only MD5s).
+_IDX_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 _IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _idx_files(*sha256s):
+    """The four idx files, given their SHA-256s in the order of ``_IDX_NAMES``."""
+    return {role: RemoteFile(name, sha256)
+            for role, name, sha256 in zip(_IDX_ROLES, _IDX_NAMES, sha256s)}
+
 
 DATASETS = {
     "mnist": DatasetSpec(
@@ -94,22 +100,19 @@ DATASETS = {
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
                  "https://storage.googleapis.com/cvdf-datasets/mnist/",
                  "http://yann.lecun.com/exdb/mnist/"),
-        files=dict(zip(_IDX_FILES, (
-            RemoteFile(_IDX_NAMES[0], "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-            RemoteFile(_IDX_NAMES[1], "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-            RemoteFile(_IDX_NAMES[2], "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-            RemoteFile(_IDX_NAMES[3], "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-        )))),
+        files=_idx_files("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                         "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                         "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")),
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist", loader="load_fashion_mnist",
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                 "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
-        files=dict(zip(_IDX_FILES, (
-            RemoteFile(_IDX_NAMES[0], "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-            RemoteFile(_IDX_NAMES[1], "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-            RemoteFile(_IDX_NAMES[2], "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-            RemoteFile(_IDX_NAMES[3], "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
-        )))),
+                 "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/"
+                 "data/fashion/"),
+        files=_idx_files("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                         "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                         "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                         "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5")),
     "cifar10": DatasetSpec(
         name="cifar10", loader="load_cifar10",
         mirrors=("https://www.cs.toronto.edu/~kriz/",),
