@@ -111,12 +111,15 @@ class MaxPool2d(_Pool2d):
     Gradient: each ``dy`` goes to its window's maximum, ``dx[argmax] += dy``.
     """
 
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__(kernel_size, stride, padding)
+        if self.kernel_size[0] * self.kernel_size[1] > 255:  # winners are stored as uint8
+            raise ValueError(f"MaxPool2d: kernel {self.kernel_size} has more than 255 entries")
+
     def forward(self, x):
         out_hw = self._geometry(x)
         xp = get_array_module(x)
         (kh, kw) = self.kernel_size
-        if kh * kw > 255:
-            raise ValueError(f"MaxPool2d: kernel {kh}x{kw} has more than 255 entries")
         source = _padded(x, self.padding, -np.inf)
         slices = [_offset_slice(source, k // kw, k % kw, out_hw, self.stride)
                   for k in range(kh * kw)]
