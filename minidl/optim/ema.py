@@ -24,8 +24,10 @@ class ExponentialMovingAverage:
 
     def __init__(self, model, decay=0.999, average_buffers=True, warmup=False):
         if not isinstance(model, Module):
-            raise TypeError(f"ExponentialMovingAverage: expected a Module, got {type(model).__name__}")
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0.0 <= decay <= 1.0:
+            raise TypeError("ExponentialMovingAverage: expected a Module, "
+                            f"got {type(model).__name__}")
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) \
+                or not 0.0 <= decay <= 1.0:
             raise ValueError(f"ExponentialMovingAverage: decay must be in [0, 1], got {decay!r}")
         self.model = model
         self.decay = float(decay)
@@ -53,9 +55,10 @@ class ExponentialMovingAverage:
         buffer_names = {name for name, _ in self.model.named_buffers()}
         for name, current in self._current(self.model).items():
             average = self.averages[name]
-            if backend.device_of(average) != backend.device_of(current) or average.dtype != current.dtype:
+            device = backend.device_of(current)
+            if backend.device_of(average) != device or average.dtype != current.dtype:
                 # The model was moved or cast (model.to) after the EMA was created.
-                average = backend.to_device(average, backend.device_of(current)).astype(current.dtype)
+                average = backend.to_device(average, device).astype(current.dtype)
                 self.averages[name] = average
             if current.dtype.kind != "f" or (name in buffer_names and not self.average_buffers):
                 average[...] = current

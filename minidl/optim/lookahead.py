@@ -21,7 +21,8 @@ class Lookahead:
 
     def __init__(self, optimizer, k=5, alpha=0.5):
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
-            raise TypeError(f"Lookahead: expected a minidl optimizer, got {type(optimizer).__name__}")
+            raise TypeError("Lookahead: expected a minidl optimizer, "
+                            f"got {type(optimizer).__name__}")
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"Lookahead: k must be a positive integer, got {k!r}")
         if not 0.0 <= alpha <= 1.0:
@@ -75,8 +76,9 @@ class Lookahead:
             param = params[int(key)]
             if slow is not None:
                 if tuple(slow.shape) != tuple(param.data.shape):
-                    raise ValueError(f"Lookahead.load_state_dict: slow weights of {param!r} have "
-                                     f"shape {tuple(slow.shape)}, expected {tuple(param.data.shape)}")
+                    raise ValueError(f"Lookahead.load_state_dict: slow weights of {param!r} "
+                                     f"have shape {tuple(slow.shape)}, expected "
+                                     f"{tuple(param.data.shape)}")
                 slow = backend.to_device(slow, backend.device_of(param.data))
                 self.slow[param] = slow.astype(param.data.dtype, copy=True)
             if entries:
@@ -84,7 +86,8 @@ class Lookahead:
         self.optimizer.load_state_dict({"state": inner_state,
                                         "param_groups": state_dict["param_groups"]})
         meta = state_dict["lookahead"]
-        self.k, self.alpha, self.step_count = int(meta["k"]), float(meta["alpha"]), int(meta["step_count"])
+        self.k, self.alpha = int(meta["k"]), float(meta["alpha"])
+        self.step_count = int(meta["step_count"])
 
     def __repr__(self):
         return f"Lookahead(k={self.k}, alpha={self.alpha}, optimizer={self.optimizer!r})"

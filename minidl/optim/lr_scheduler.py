@@ -132,7 +132,8 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [base_lr * fn(self.last_epoch) for base_lr, fn in zip(self.base_lrs, self.lr_lambdas)]
+        return [base_lr * fn(self.last_epoch)
+                for base_lr, fn in zip(self.base_lrs, self.lr_lambdas)]
 
 
 class StepLR(LRScheduler):
@@ -424,18 +425,18 @@ class ReduceLROnPlateau:
         self.min_lrs = _per_group(min_lr, optimizer, "min_lr", "ReduceLROnPlateau")
         if any(m < 0 for m in self.min_lrs):
             raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr!r}")
-        self.best = math.inf if mode == "min" else -math.inf
+        self.best = math.inf if mode == "min" else -math.inf  # any first value is better
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch = 0
         self._last_lr = [float(group["lr"]) for group in optimizer.param_groups]
 
     def is_better(self, value, best):
+        """Whether ``value`` beats ``best`` by more than the threshold."""
+        relative = self.threshold_mode == "rel"
         if self.mode == "min":
-            bound = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
-            return value < bound
-        bound = best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold
-        return value > bound
+            return value < (best * (1.0 - self.threshold) if relative else best - self.threshold)
+        return value > (best * (1.0 + self.threshold) if relative else best + self.threshold)
 
     @property
     def in_cooldown(self):
@@ -480,7 +481,8 @@ class ReduceLROnPlateau:
         for key in self._state_keys:
             setattr(self, key, state_dict[key])
         best = state_dict["best"]
-        self.best = float(best) if best is not None else (math.inf if self.mode == "min" else -math.inf)
+        worst = math.inf if self.mode == "min" else -math.inf
+        self.best = worst if best is None else float(best)
         self._last_lr = [float(v) for v in state_dict["last_lr"]]
 
     def __repr__(self):

@@ -154,7 +154,8 @@ class Optimizer:
             raise ValueError(f"{self._name}: betas must be a pair (beta1, beta2), got {betas!r} "
                              f"in param group {index}")
         for i, beta in enumerate(betas):
-            if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
+            is_number = isinstance(beta, numbers.Real) and not isinstance(beta, bool)
+            if not is_number or not 0.0 <= beta < 1.0:
                 raise ValueError(f"{self._name}: invalid beta parameter at index {i}: {beta!r} in "
                                  f"param group {index}; expected 0 <= beta < 1")
 
