@@ -105,7 +105,7 @@ def train_and_report(args, model, optimizer, name, train, val, test, scheduler=N
     result = {
         "experiment": name, "epochs": epochs,
         "train_acc": train_metrics["top1"],
-        "val_acc": history.records[-1].get("val_top1") if history.records else None,
+        "val_acc": history[-1]["val_top1"] if len(history) else None,
         "test_acc": test_metrics["top1"], "test_loss": test_metrics["loss"],
         "params": model.num_parameters(), "train_seconds": round(seconds, 1),
         "device": minidl.current_device(), "machine": machine_description(),
