@@ -218,6 +218,7 @@ class RandomTranslate(RandomCrop):
     def __init__(self, max_shift=2, padding_mode="reflect", fill=0):
         _positive_int("RandomTranslate", "max_shift", max_shift)
         super().__init__(1, padding=max_shift, padding_mode=padding_mode, fill=fill)
+        self.size = None  # crops back to each batch's own (H, W)
         self.max_shift = int(max_shift)
 
     def __call__(self, x, rng):
