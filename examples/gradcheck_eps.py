@@ -14,7 +14,7 @@ import numpy as np
 
 import common
 import minidl
-from minidl import losses
+from minidl import layers as L, losses
 from minidl.models import mlp
 
 N_VALUES = [k * 10 ** i for i in range(6) for k in (1, 5)]
@@ -23,7 +23,7 @@ N_VALUES = [k * 10 ** i for i in range(6) for k in (1, 5)]
 def max_difference(model, x, y, n_weights=10):
     """{N: max |analytic - numeric|} over the first ``n_weights`` weights of layer 2."""
     loss_fn = losses.CrossEntropyLoss()
-    weight = model[2].weight  # layers: 0 Linear, 1 ReLU, 2 Linear, ...
+    weight = [layer for layer in model if isinstance(layer, L.Linear)][1].weight
     model.zero_grad()
     loss_fn(model(x), y)
     model.backward(loss_fn.backward())
@@ -50,12 +50,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     common.setup(args)
     train, val, test = common.mnist_splits(args)
-    flat = [(x.reshape(len(x), -1), y) for x, y in (train, val, test)]
     model = mlp([784, 512, 512, 10], init="glorot_uniform")
     if args.epochs > 0:
-        common.train_and_report(args, model, common.sgd(model, args.lr), "mlp", *flat)
+        common.train_and_report(args, model, common.sgd(model, args.lr), "mlp", train, val, test)
     model.to("cpu").eval()
-    x, y = flat[0][0][:1], flat[0][1][:1]
+    x, y = train[0][:1], train[1][:1]
     results = {}
     for dtype in (np.float32, np.float64):
         model.to(dtype)

@@ -22,12 +22,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     common.setup(args)
     train, val, test = common.mnist_splits(args)
-    flat = [(x.reshape(len(x), -1), y) for x, y in (train, val, test)]
     histories = {}
     for name, init in INITIALIZERS.items():
         minidl.seed(args.seed)
         model = mlp([784, 512, 512, 10], init=init)
-        common.train_and_report(args, model, common.sgd(model, args.lr), f"init_{name}", *flat)
+        common.train_and_report(args, model, common.sgd(model, args.lr), f"init_{name}", train, val, test)
         histories[name] = common.load_history(os.path.join(args.out, f"init_{name}_history.json"))
     plot(histories, os.path.join(args.out, "init_comparison.png"))
 

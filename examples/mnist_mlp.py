@@ -18,10 +18,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     common.setup(args)
     train, val, test = common.mnist_splits(args)
-    flat = [(x.reshape(len(x), -1), y) for x, y in (train, val, test)]
     model = mlp([784, *args.hidden, 10], init=args.init)
     name = "mlp_" + "_".join(map(str, args.hidden))
-    return common.train_and_report(args, model, common.sgd(model, args.lr), name, *flat)
+    return common.train_and_report(args, model, common.sgd(model, args.lr), name, train, val, test)
 
 
 if __name__ == "__main__":
