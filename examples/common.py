@@ -68,6 +68,13 @@ def mnist_splits(args, val_size=10_000):
         val_size = 64
     else:
         (x_train, y_train), (x_test, y_test) = data.load_mnist(root=args.data_dir)
+        if x_train.mean() > 127:
+            # Canonical MNIST has a black background (mean pixel 33). Some re-encoded
+            # copies store 255 - pixel; invert them back so that results and the
+            # usual normalisation constants mean what they say.
+            print("note: these MNIST files have inverted colours (white background); "
+                  "using 255 - x")
+            x_train, x_test = 255 - x_train, 255 - x_test
     (x_train, y_train), (x_val, y_val) = data.train_val_split(
         x_train, y_train, val_fraction=val_size / len(x_train), seed=args.seed)
     to_float = data.ToFloat()
