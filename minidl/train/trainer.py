@@ -32,6 +32,7 @@ second Ctrl-C interrupts at once.
 import contextlib
 import copy
 import math
+import os
 import signal
 import sys
 import threading
@@ -85,6 +86,8 @@ class _EpochMeter:
         self.first_bad_step = 0
 
     def add(self, loss, batch_size, hits, ks, step):
+        if hasattr(loss, "astype"):  # sum in float64 whatever the model's dtype
+            loss = loss.astype(np.float64)
         self.loss_sum = self.loss_sum + loss * batch_size
         self.samples += batch_size
         if hits is not None:
@@ -282,12 +285,15 @@ class Trainer:
             train_stats = self._show_progress(bar, epoch, total)
             if train_stats["loss"] is None:
                 raise ValueError("Trainer.fit: the train loader yielded no batches")
+            images_per_second = self._meter.samples / max(
+                time.perf_counter() - self._epoch_started, 1e-9)
             val_stats = self._evaluate(val_loader) if val_loader is not None else {}
             row = {"epoch": epoch, "lr": self._epoch_lr,
                    "seconds": time.perf_counter() - self._epoch_started,
                    **{f"train_{key}": value for key, value in train_stats.items()},
                    **{f"val_{key}": value for key, value in val_stats.items()}}
-            bar.set_postfix_str(self._summary(row), refresh=True)
+            bar.set_postfix_str(f"{self._summary(row)} {images_per_second:.0f} img/s",
+                                refresh=True)
         self._consistent = False
         self._step_scheduler_at_epoch_end(row)
         self.history.append(row)
@@ -332,7 +338,7 @@ class Trainer:
             if stats["top1"] is not None:
                 postfix["top1"] = f"{100 * stats['top1']:.2f}%"
             postfix["lr"] = f"{self.lr:.3g}"
-            postfix["img/s"] = f"{self._meter.samples / elapsed:.0f}"
+            postfix["img/s"] = f"{self._meter.samples / elapsed:.0f}"  # includes waiting for the device
             bar.set_postfix(postfix, refresh=False)
         return stats
 
@@ -488,7 +494,7 @@ class Trainer:
 
     def _interrupt_path(self):
         if self.interrupt_checkpoint is not None:
-            return self.interrupt_checkpoint
+            return os.fspath(self.interrupt_checkpoint)
         for callback in self.callbacks:
             if isinstance(callback, ModelCheckpoint):
                 return callback.interrupt_path
