@@ -28,16 +28,15 @@ printed training time excludes these evaluations but includes the whitening init
 reached the target (or of the final evaluation with TTA).
 """
 import math
+import os
 import time
-
-import numpy as np
 
 import cifar_common
 import minidl
 from minidl import data, losses, models, optim
 from minidl import layers as L
 from minidl.optim import lr_scheduler
-from minidl.train import History, topk_correct
+from minidl.train import History, save_weights, topk_correct
 
 #: airbench94's hyper-parameters, in its own units: learning rate and weight decay are
 #: per 1024 examples of a loss *summed* over the batch (see :func:`airbench_optimizer`).
@@ -75,9 +74,9 @@ def airbench_optimizer(model, batch_size, lr, momentum, weight_decay, bias_scale
     placed = {id(model.whiten.weight), id(model.whiten.bias)} | {id(p) for p in norm_biases}
     others = [p for p in model.parameters() if id(p) not in placed]
     groups = [
+        {"name": "weights", "params": others, "lr": lr_mean, "weight_decay": decay / lr_mean},
         {"name": "batchnorm biases", "params": norm_biases, "lr": lr_mean * bias_scaler,
          "weight_decay": decay / (lr_mean * bias_scaler)},
-        {"name": "weights", "params": others, "lr": lr_mean, "weight_decay": decay / lr_mean},
         {"name": "whitening bias", "params": [model.whiten.bias], "lr": lr_mean,
          "weight_decay": decay / lr_mean},
     ]
@@ -252,8 +251,8 @@ def main(argv=None):
         hp["whitening_images"] = 256
     cifar_common.setup(args)
 
-    train, _, test = cifar_common.cifar10_splits(args, val_size=0)
-    train_images = train[0]
+    train_split, _, test_split = cifar_common.cifar10_splits(args, val_size=0)
+    train_images = train_split[0]
     start = time.perf_counter()
     if args.recipe == "airbench":
         model, loss_fn, optimizer, augment, whiten_group = build_airbench(args, train_images, hp)
@@ -261,7 +260,7 @@ def main(argv=None):
         model, loss_fn, optimizer, augment = build_resnet9(args, hp)
     setup_seconds = time.perf_counter() - start
     model.summary((3, 32, 32))
-    train_loader, _, test_loader = cifar_common.make_loaders(args, train, None, test, augment,
+    train_loader, _, test_loader = cifar_common.make_loaders(args, train_split, None, test_split, augment,
                                                              eval_batch_size=1000, drop_last=True)
     total_steps = args.epochs * len(train_loader)
 
@@ -304,6 +303,7 @@ def main(argv=None):
                if time_to_target is not None else f"{100 * args.target:.0f} % not reached")
     print(f"final test accuracy with TTA level {args.tta}: {100 * final['top1']:.2f} % "
           f"(top-5 {100 * final['top5']:.2f} %); {reached}")
+    save_weights(os.path.join(args.out, f"{args.recipe}_weights.npz"), model)
     return cifar_common.report(args, args.recipe, history, final, seconds, model, extra={
         "tta": args.tta, "target": args.target, "time_to_target_seconds": time_to_target,
         "batch_size": args.batch_size, "setup_seconds": round(setup_seconds, 2)})

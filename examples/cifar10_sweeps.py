@@ -75,7 +75,8 @@ def run_variant(args, sweep, variant, splits):
     name = f"{sweep}_{variant}"
     print(f"--- {sweep}: {variant} ({config})", flush=True)
     return cifar_common.run(args, model, optimizer, name, *loaders, scheduler=scheduler,
-                            loss_fn=LOSSES[config["loss"]](), plot=False, extra={"config": config})
+                            loss_fn=LOSSES[config["loss"]](), plot=False, save=False,
+                            extra={"config": config})
 
 
 def plot_sweep(sweep, results, path):
@@ -113,7 +114,7 @@ def main(argv=None):
     if args.smoke:
         args.epochs, args.batch_size, args.width = 1, 32, 4
     cifar_common.setup(args)
-    splits = cifar_common.cifar10_splits(args, val_size=args.val_size, smoke_sizes=(96, 32))
+    splits = cifar_common.cifar10_splits(args, val_size=args.val_size, smoke_sizes=(40, 16))
 
     tables, summary = [], {}
     for sweep in sweeps:

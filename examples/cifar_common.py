@@ -147,9 +147,9 @@ def make_loaders(args, train, val, test, train_transform, eval_batch_size=500, d
 
 def run(args, model, optimizer, name, train_loader, val_loader, test_loader, scheduler=None,
         loss_fn=None, scheduler_interval="epoch", callbacks=(), epochs=None, extra=None,
-        plot=True):
+        plot=True, save=True):
     """Fit with :class:`~minidl.train.Trainer`, evaluate on the test set, write the outputs
-    (see :func:`report`) and the trained weights (``NAME_weights.npz``).
+    (see :func:`report`) and, if ``save``, the trained weights (``NAME_weights.npz``).
 
     Returns the result dict (also written as ``NAME_result.json``; ``extra`` entries are
     added to it) with the history's columns under ``"history"``.
@@ -163,7 +163,8 @@ def run(args, model, optimizer, name, train_loader, val_loader, test_loader, sch
     history = trainer.fit(train_loader, val_loader, epochs=epochs)
     seconds = time.perf_counter() - start
     test_metrics = trainer.evaluate(test_loader)
-    save_weights(os.path.join(args.out, f"{name}_weights.npz"), model)
+    if save:
+        save_weights(os.path.join(args.out, f"{name}_weights.npz"), model)
     result = report(args, name, history, test_metrics, seconds, model, extra=extra, plot=plot)
     result["history"] = history.to_dict()
     return result
