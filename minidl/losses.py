@@ -91,7 +91,8 @@ class Loss:
 
     def _check_target_array(self, pred, target):
         if not hasattr(target, "shape") or not hasattr(target, "dtype"):
-            raise TypeError(f"{self.name}: expected targets as an array, got {type(target).__name__}")
+            raise TypeError(f"{self.name}: expected targets as an array, "
+                            f"got {type(target).__name__}")
         if device_of(target) != device_of(pred):
             raise ValueError(f"{self.name}: targets are on {device_of(target)} but "
                              f"{self.pred_name} are on {device_of(pred)}; move them with "
@@ -133,7 +134,8 @@ class Loss:
         if num_classes is not None:
             outside = target[(target < 0) | (target >= num_classes)]
             raise ValueError(f"{self.name}: target class indices must be in [0, {num_classes}), "
-                             f"got {int(outside[0])} ({outside.size} of {target.size} out of range)")
+                             f"got {int(outside[0])} ({outside.size} of {target.size} "
+                             "out of range)")
         raise ValueError(f"{self.name}: targets contain NaN or Inf "
                          f"({int((~xp.isfinite(target)).sum())} of {target.size} values)")
 

@@ -10,6 +10,12 @@ from minidl.gradcheck import assert_gradients
 modes = st.sampled_from(["affine", "no_scale", "no_affine"])
 
 
+def upstream(shape, seed):
+    """A random dy from its own stream. (Drawn from x's generator, dy would equal an affine
+    function of x, and BatchNorm's input gradient would vanish: a vacuous check.)"""
+    return np.random.default_rng([seed, 1]).standard_normal(shape)
+
+
 def make_bn(cls, channels, mode, seed):
     """A BatchNorm with random (non-trivial) weight, bias and running statistics."""
     layer = cls(channels, affine=mode != "no_affine", weight=mode != "no_scale")
@@ -28,7 +34,7 @@ def make_bn(cls, channels, mode, seed):
 def test_batchnorm1d_gradients(n, c, mode, training, seed):
     layer = make_bn(L.BatchNorm1d, c, mode, seed).train(training)
     x = 2 * np.random.default_rng(seed).standard_normal((n, c)) + 1
-    assert_gradients(layer, x, seed=seed)
+    assert_gradients(layer, x, upstream(x.shape, seed))
 
 
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(1, 4),
@@ -38,19 +44,29 @@ def test_batchnorm2d_gradients(n, c, h, w, mode, training, seed):
         h = 2  # train mode needs two values per channel
     layer = make_bn(L.BatchNorm2d, c, mode, seed).train(training)
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)) - 0.5
-    assert_gradients(layer, x, seed=seed)
+    assert_gradients(layer, x, upstream(x.shape, seed))
 
 
 def test_batchnorm2d_gradients_batch_of_one_train_and_eval():
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
-    assert_gradients(make_bn(L.BatchNorm2d, 2, "affine", 0), x)
-    assert_gradients(make_bn(L.BatchNorm2d, 2, "affine", 0).eval(), x)
-    assert_gradients(make_bn(L.BatchNorm1d, 3, "affine", 0).eval(), x[:, 0, 0, :])
+    assert_gradients(make_bn(L.BatchNorm2d, 2, "affine", 0), x, upstream(x.shape, 0))
+    assert_gradients(make_bn(L.BatchNorm2d, 2, "affine", 0).eval(), x, upstream(x.shape, 0))
+    assert_gradients(make_bn(L.BatchNorm1d, 3, "affine", 0).eval(), x[:, 0, 0, :],
+                     upstream((1, 3), 0))
 
 
 def test_larger_tensor_directional_check():
     x = np.random.default_rng(1).standard_normal((8, 4, 6, 5))
-    assert_gradients(make_bn(L.BatchNorm2d, 4, "affine", 1), x, directional=True)
+    assert_gradients(make_bn(L.BatchNorm2d, 4, "affine", 1), x, upstream(x.shape, 1),
+                     directional=True)
+
+
+def test_upstream_gradient_is_not_degenerate():
+    """The checks above are only meaningful if dx is far from 0 (see ``upstream``)."""
+    layer = make_bn(L.BatchNorm2d, 3, "affine", 2).to(np.float64)
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 4))
+    layer(x)
+    assert np.abs(layer.backward(upstream(x.shape, 2))).mean() > 0.1
 
 
 @given(n=st.integers(2, 6), c=st.integers(1, 4), h=st.integers(1, 5), seed=st.integers(0, 2**16),

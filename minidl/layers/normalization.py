@@ -36,7 +36,8 @@ class _BatchNorm(Module):
         super().__init__()
         name = type(self).__name__
         if isinstance(num_features, bool) or int(num_features) != num_features or num_features <= 0:
-            raise ValueError(f"{name}: num_features must be a positive integer, got {num_features!r}")
+            raise ValueError(f"{name}: num_features must be a positive integer, "
+                             f"got {num_features!r}")
         if not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
             raise ValueError(f"{name}: eps must be a positive finite number, got {eps!r}")
         if not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
