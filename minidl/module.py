@@ -71,6 +71,9 @@ class Module:
         if "_params" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                "before assigning attributes")
+        if name in self._buffers and hasattr(value, "shape"):
+            object.__setattr__(self, name, value)  # still a buffer (e.g. running_mean *= m)
+            return
         for registry in (self._params, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Param):
@@ -144,7 +147,7 @@ class Module:
                 param.grad = backend.get_array_module(param.data).zeros_like(param.data)
             for name in module._buffers:
                 object.__setattr__(module, name, convert(getattr(module, name)))
-            object.__setattr__(module, "_saved", None)
+        self.drop_saved()
         return self
 
     # ------------------------------------------------------------------ state
@@ -236,6 +239,12 @@ class Module:
                              f"{tuple(self._output_shape)} (the forward output), got {tuple(dy.shape)}")
         object.__setattr__(self, "_saved", None)
         return saved if len(saved) != 1 else saved[0]
+
+    def drop_saved(self):
+        """Forget what forward saved, here and in every child (frees it after an
+        evaluation-only forward)."""
+        for _, module in self.named_modules():
+            object.__setattr__(module, "_saved", None)
 
     # ------------------------------------------------------------------ input checks
     def check_input(self, x, expected, channels=None, channel_axis=1):

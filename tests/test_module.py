@@ -176,3 +176,19 @@ def test_to_gpu_and_back_and_wrong_device_error():
         model(np.ones((1, 4), dtype=np.float32))
     model.to("cpu")
     assert minidl.backend.device_of(model.parameters()[0].data) == "cpu"
+
+
+def test_buffer_stays_registered_after_reassignment():
+    layer = L.BatchNorm2d(2)
+    layer.running_mean = layer.running_mean * 0.5
+    layer.running_var *= 2
+    assert {"running_mean", "running_var"} <= set(layer.state_dict())
+
+
+def test_builtin_gradcheck_table_passes(capsys):
+    from minidl import gradcheck
+    with pytest.raises(SystemExit) as info:
+        gradcheck.main()
+    out = capsys.readouterr().out
+    assert info.value.code == 0, out
+    assert "FAIL" not in out and "layers pass" in out
