@@ -12,7 +12,6 @@ from minidl.optim import SGD, Adam
 from minidl.optim.lr_scheduler import StepLR
 from minidl.train import (CheckpointError, History, load_checkpoint, load_weights,
                           save_checkpoint, save_weights)
-from minidl.train import checkpoint as checkpoint_module
 
 
 def mlp(hidden=5):
@@ -77,7 +76,8 @@ def test_round_trip_restores_every_part(saved):
     assert_same_state(model, fresh_model)
     assert fresh_scheduler.state_dict() == scheduler.state_dict()
     assert fresh_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] == 0.005
-    saved_state, loaded_state = optimizer.state_dict()["state"], fresh_optimizer.state_dict()["state"]
+    saved_state = optimizer.state_dict()["state"]
+    loaded_state = fresh_optimizer.state_dict()["state"]
     assert sorted(saved_state) == sorted(loaded_state)
     for index in saved_state:
         for name, value in saved_state[index].items():
@@ -196,7 +196,8 @@ def test_asking_for_state_the_file_does_not_hold(tmp_path):
     with pytest.raises(CheckpointError, match="holds no optimizer state"):
         load_checkpoint(path, model, SGD(model.parameters(), lr=0.1))
     with pytest.raises(CheckpointError, match="holds no state for the 'train' data loader"):
-        load_checkpoint(path, model, loaders={"train": DataLoader(np.zeros((4, 4)), np.zeros(4), 2)})
+        loader = DataLoader(np.zeros((4, 4)), np.zeros(4), batch_size=2)
+        load_checkpoint(path, model, loaders={"train": loader})
 
 
 def test_a_weights_file_is_not_a_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 import minidl
 from minidl import layers as L
+from minidl.backend import to_numpy
 from minidl.data import DataLoader
 from minidl.losses import CrossEntropyLoss
 from minidl.optim import SGD
@@ -33,7 +34,11 @@ class Jitter:
 
 
 def weights(model):
-    return {key: value.copy() for key, value in model.state_dict().items()}
+    return {key: to_numpy(value) for key, value in model.state_dict().items()}
+
+
+def device_of(xp):
+    return "cpu" if xp is np else "gpu"
 
 
 def assert_bit_identical(a, b):
@@ -67,6 +72,31 @@ def test_tiny_mlp_separates_blobs():
     # float32 in, float32 out: nothing drifted to float64
     assert all(p.data.dtype == np.float32 for p in model.parameters())
     assert trainer.predict(x).dtype == np.float32
+
+
+def test_training_and_checkpoints_on_each_backend(xp, tmp_path):
+    x, y = blobs()
+    minidl.seed(0)
+    model = L.Sequential(L.Linear(4, 16), L.ReLU(), L.Dropout(0.1), L.Linear(16, 3))
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trainer = Trainer(model, CrossEntropyLoss(), optimizer, device=device_of(xp), quiet=True,
+                      log_interval=2)
+    history = trainer.fit(DataLoader(x, y, batch_size=16, seed=0),
+                          DataLoader(x, y, batch_size=32, shuffle=False), epochs=10)
+    assert history["val_top1"][-1] == 1.0
+    assert all(isinstance(p.data, xp.ndarray) for p in model.parameters())
+    logits = trainer.predict(x)
+    assert isinstance(logits, xp.ndarray) and logits.dtype == np.float32
+
+    trainer.save_checkpoint(tmp_path / "run.npz")
+    minidl.seed(1)
+    other = L.Sequential(L.Linear(4, 16), L.ReLU(), L.Dropout(0.1), L.Linear(16, 3))
+    other.to(device_of(xp))
+    other_optimizer = SGD(other.parameters(), lr=0.1, momentum=0.9)
+    load_checkpoint(tmp_path / "run.npz", other, other_optimizer)
+    assert_bit_identical(weights(other), weights(model))
+    for state in other_optimizer.state.values():   # momentum buffers back on the device
+        assert all(isinstance(v, xp.ndarray) for v in state.values() if hasattr(v, "shape"))
 
 
 def test_progress_bar_and_quiet_mode(capsys):
@@ -164,6 +194,7 @@ def test_ctrl_c_without_a_path_says_so_and_saves_nothing(tmp_path, capsys):
         trainer.fit(train, epochs=2)
     assert "interrupted at epoch 1, step 1; no checkpoint written" in capsys.readouterr().err
     assert trainer.interrupted_checkpoint is None
+    assert trainer.evaluate(val)["loss"] > 0          # the trainer is usable afterwards
 
 
 def test_ctrl_c_saves_next_to_model_checkpoint_files(tmp_path):
@@ -188,32 +219,51 @@ def test_resume_after_the_last_epoch_trains_nothing(tmp_path):
 
 # --------------------------------------------------------------------------- NaN / Inf
 class BadLossAt:
-    """CrossEntropyLoss whose value is replaced by ``value`` on the ``call``-th call."""
+    """CrossEntropyLoss whose value is multiplied by ``factor`` (nan, inf) on one call.
 
-    def __init__(self, call, value):
-        self.loss, self.call, self.value, self.calls = CrossEntropyLoss(), call, value, 0
+    The product keeps the loss's type: a float on the CPU, a 0-d device array on the GPU
+    (where the Trainer finds the bad step without a sync per step).
+    """
+
+    def __init__(self, call, factor):
+        self.loss, self.call, self.factor, self.calls = CrossEntropyLoss(), call, factor, 0
 
     def __call__(self, logits, target):
         self.calls += 1
         loss = self.loss(logits, target)
-        return self.value if self.calls == self.call else loss
+        return loss * self.factor if self.calls == self.call else loss
 
     def backward(self):
         return self.loss.backward()
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_loss_stops_with_epoch_and_step(value):
+@pytest.mark.parametrize("factor", [float("nan"), float("inf")])
+def test_non_finite_loss_stops_with_epoch_and_step(xp, factor):
     x, y = blobs(n=40)
     model = L.Sequential(L.Linear(4, 3))
     snapshots = []
     recorder = LambdaCallback(on_batch_end=lambda t, step, logs: snapshots.append(weights(model)))
-    trainer = Trainer(model, BadLossAt(7, value), SGD(model.parameters(), lr=0.1),
-                      callbacks=[recorder], quiet=True)
+    trainer = Trainer(model, BadLossAt(7, factor), SGD(model.parameters(), lr=0.1),
+                      callbacks=[recorder], quiet=True, device=device_of(xp))
+    value = str(factor) if xp is np else "nan or inf"
     with pytest.raises(NonFiniteLossError, match=f"loss is {value} at epoch 2, step 3 of 4"):
         trainer.fit(DataLoader(x, y, batch_size=10, seed=0), epochs=3)
-    assert len(snapshots) == 6
-    assert_bit_identical(weights(model), snapshots[-1])  # the bad step changed nothing
+    if xp is np:  # found before the bad step touched the weights
+        assert len(snapshots) == 6
+        assert_bit_identical(weights(model), snapshots[-1])
+
+
+def test_an_interrupt_inside_a_step_writes_no_inconsistent_checkpoint(tmp_path, capsys):
+    def interrupted_loss(logits, target):
+        raise KeyboardInterrupt   # e.g. Ctrl-C with a custom SIGINT handler, mid-update
+
+    trainer, train, val = build_run(np.float32, 0, "epoch",
+                                    interrupt_checkpoint=tmp_path / "never.npz")
+    trainer.loss_fn = interrupted_loss
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(train, epochs=1)
+    assert "interrupt came in the middle of an update" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
 
 
 # --------------------------------------------------------------------------- callbacks

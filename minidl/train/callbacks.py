@@ -193,7 +193,8 @@ class LambdaCallback(Callback):
     def __init__(self, **hooks):
         unknown = sorted(set(hooks) - set(self._HOOKS))
         if unknown:
-            raise ValueError(f"LambdaCallback: unknown hooks {unknown}; expected {list(self._HOOKS)}")
+            raise ValueError(f"LambdaCallback: unknown hooks {unknown}; "
+                             f"expected {list(self._HOOKS)}")
         for name, function in hooks.items():
             setattr(self, name, function)
 

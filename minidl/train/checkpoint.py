@@ -83,7 +83,7 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-# --------------------------------------------------------------------------- state <-> JSON + arrays
+# --------------------------------------------------------------------------- nested state
 def _encode(value, key, arrays):
     """Return a JSON-able copy of ``value`` with every array moved into ``arrays``.
 
@@ -167,9 +167,10 @@ def _read_meta(path, arrays, caller):
     except ValueError as err:
         raise CheckpointError(f"{caller}: {os.fspath(path)!r} has a corrupt {META_KEY!r} "
                               f"entry ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT:
         raise CheckpointError(f"{caller}: {os.fspath(path)!r} is not a minidl checkpoint "
-                              f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
+                              f"(format {found!r})")
     if meta.get("version", 0) > VERSION:
         raise CheckpointError(f"{caller}: {os.fspath(path)!r} was written by a newer minidl "
                               f"(checkpoint version {meta['version']}, this one reads up to "
@@ -241,9 +242,11 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
         "version": VERSION,
         "model_class": type(model).__name__,
         "epoch": int(epoch),
-        "optimizer": None if optimizer is None else _encode(optimizer.state_dict(), "optimizer", arrays),
+        "optimizer": (None if optimizer is None
+                      else _encode(optimizer.state_dict(), "optimizer", arrays)),
         "optimizer_class": None if optimizer is None else type(optimizer).__name__,
-        "scheduler": None if scheduler is None else _encode(scheduler.state_dict(), "scheduler", arrays),
+        "scheduler": (None if scheduler is None
+                      else _encode(scheduler.state_dict(), "scheduler", arrays)),
         "scheduler_class": None if scheduler is None else type(scheduler).__name__,
         "history": _encode(history, "history", arrays),
         "rng_state": _encode(backend.get_rng_state(), "rng", arrays),
@@ -283,7 +286,8 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, r
         if meta.get("scheduler") is None:
             raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no scheduler state")
         scheduler_state = _decode(meta["scheduler"], arrays)
-    loader_states = {name: _decode(state, arrays) for name, state in meta.get("loaders", {}).items()}
+    loader_states = {name: _decode(state, arrays)
+                     for name, state in meta.get("loaders", {}).items()}
     for name in (loaders or {}):
         if loaders[name] is not None and name not in loader_states:
             raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no state for the "

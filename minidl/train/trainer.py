@@ -162,7 +162,8 @@ class Trainer:
             raise ValueError("Trainer: ReduceLROnPlateau steps on an epoch metric; use "
                              "scheduler_interval='epoch'")
         if isinstance(log_interval, bool) or int(log_interval) != log_interval or log_interval < 1:
-            raise ValueError(f"Trainer: log_interval must be a positive integer, got {log_interval!r}")
+            raise ValueError(f"Trainer: log_interval must be a positive integer, "
+                             f"got {log_interval!r}")
         callbacks = list(callbacks)
         for index, callback in enumerate(callbacks):
             if not isinstance(callback, Callback):
@@ -170,7 +171,8 @@ class Trainer:
                                 f"got {type(callback).__name__}")
         if device is not None:
             model.to(device)
-        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.model, self.loss_fn = model, loss_fn
+        self.optimizer, self.scheduler = optimizer, scheduler
         self.callbacks, self.scheduler_interval = callbacks, scheduler_interval
         self.quiet, self.log_interval = bool(quiet), int(log_interval)
         self.interrupt_checkpoint, self.plateau_monitor = interrupt_checkpoint, plateau_monitor
@@ -258,7 +260,7 @@ class Trainer:
         self._in_epoch, self._step_in_epoch = True, skip_steps
         self._callbacks("on_epoch_begin", epoch)
         self.model.train()
-        total = _loader_length(train_loader)
+        device, total = self.device, _loader_length(train_loader)
         with tqdm(total=total, initial=skip_steps, desc=f"epoch {epoch}/{epochs}", unit="batch",
                   disable=self.quiet, dynamic_ncols=True, leave=True) as bar:
             batches = iter(train_loader)
@@ -271,7 +273,7 @@ class Trainer:
                 step = self._step_in_epoch + 1
                 self._callbacks("on_batch_begin", step)
                 self._consistent = False
-                loss, batch_size = self._train_step(x_batch, y_batch, epoch, step, total)
+                loss, batch_size = self._train_step(x_batch, y_batch, device, epoch, step, total)
                 if self.scheduler is not None and self.scheduler_interval == "batch":
                     self.scheduler.step()
                 self._step_in_epoch, self.global_step = step, self.global_step + 1
@@ -301,8 +303,7 @@ class Trainer:
         self._consistent = True
         self._callbacks("on_epoch_end", epoch, self.history[-1])
 
-    def _train_step(self, x_batch, y_batch, epoch, step, total):
-        device = self.device
+    def _train_step(self, x_batch, y_batch, device, epoch, step, total):
         x_batch, y_batch = backend.to_device(x_batch, device), backend.to_device(y_batch, device)
         logits = self.model(x_batch)
         loss = self.loss_fn(logits, y_batch)
@@ -331,14 +332,15 @@ class Trainer:
         """Read the running sums (one device sync), check them, update the bar."""
         stats, first_bad = self._meter.read()
         if first_bad:
-            raise NonFiniteLossError(self._non_finite_message("nan or inf", epoch, first_bad, total))
+            raise NonFiniteLossError(
+                self._non_finite_message("nan or inf", epoch, first_bad, total))
         if stats["loss"] is not None and not bar.disable:
             elapsed = max(time.perf_counter() - self._epoch_started, 1e-9)
             postfix = {"loss": f"{stats['loss']:.4f}"}
             if stats["top1"] is not None:
                 postfix["top1"] = f"{100 * stats['top1']:.2f}%"
             postfix["lr"] = f"{self.lr:.3g}"
-            postfix["img/s"] = f"{self._meter.samples / elapsed:.0f}"  # includes waiting for the device
+            postfix["img/s"] = f"{self._meter.samples / elapsed:.0f}"
             bar.set_postfix(postfix, refresh=False)
         return stats
 
@@ -403,7 +405,10 @@ class Trainer:
         return stats
 
     def predict(self, x, batch_size=256):
-        """Model outputs for ``x`` (N, ...), computed in eval mode in batches: (N, ...) on the model's device."""
+        """Model outputs for ``x`` (N, ...) in eval mode, ``batch_size`` rows at a time.
+
+        Returns (N, ...) on the model's device; the train/eval mode is restored after.
+        """
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"Trainer.predict: batch_size must be a positive integer, "
                              f"got {batch_size!r}")
@@ -447,7 +452,7 @@ class Trainer:
                                extra={"trainer": trainer_state, "user": extra})
 
     def _restore(self, path):
-        """Load a checkpoint into model/optimizer/scheduler/loaders/callbacks; return the position."""
+        """Load a checkpoint into everything the run holds; return the position in the epoch."""
         info = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
         for name, loader in (("train", self._train_loader), ("val", self._val_loader)):
             if name in info["loaders"] and hasattr(loader, "load_state_dict"):
@@ -475,10 +480,8 @@ class Trainer:
         handler, e.g. a notebook's, is left alone; then a KeyboardInterrupt can land
         mid-step, and no checkpoint is written from a half-updated state).
         """
-        if (threading.current_thread() is not threading.main_thread()
-                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-            yield
-            return
+        install = (threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
         def request_stop(signum, frame):
             self._interrupt_requested = True
@@ -486,11 +489,14 @@ class Trainer:
             print("\nTrainer: Ctrl-C - stopping after this step (press again to abort now)",
                   file=sys.stderr)
 
-        signal.signal(signal.SIGINT, request_stop)
+        if install:
+            signal.signal(signal.SIGINT, request_stop)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if install:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._interrupt_requested = False
 
     def _interrupt_path(self):
         if self.interrupt_checkpoint is not None:
