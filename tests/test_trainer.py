@@ -204,7 +204,7 @@ def test_ctrl_c_saves_next_to_model_checkpoint_files(tmp_path):
         trainer.fit(train, epochs=3)
     assert sorted(os.listdir(tmp_path / "ckpt")) == ["epoch1.npz", "interrupted.npz"]
     info = load_checkpoint(tmp_path / "ckpt" / "interrupted.npz", trainer.model)
-    assert info["epoch"] == 1 and info["extra"]["trainer"]["step"] == 2
+    assert info["epoch"] == 1 and info["extra"]["trainer"]["step"] == 2   # in epoch 2
 
 
 def test_resume_after_the_last_epoch_trains_nothing(tmp_path):
@@ -319,6 +319,17 @@ def test_model_checkpoint_every_epoch_during_fit(tmp_path):
     trainer.fit(*loaders(), epochs=3)
     info = load_checkpoint(tmp_path / "last.npz", trainer.model)
     assert info["epoch"] == 3 and History.from_dict(info["history"]) == trainer.history
+
+
+def test_callback_state_is_part_of_the_checkpoint(tmp_path):
+    stopper = EarlyStopping("val_loss", patience=3)
+    trainer = small_trainer([stopper, ModelCheckpoint(tmp_path / "last.npz")], lr=0.0)
+    trainer.fit(*loaders(), epochs=3)                  # best at epoch 1, then 2 waits
+    fresh = EarlyStopping("val_loss", patience=3)
+    resumed = small_trainer([fresh, ModelCheckpoint(tmp_path / "last.npz")], lr=0.0)
+    history = resumed.fit(*loaders(), epochs=20, resume=tmp_path / "last.npz")
+    assert (fresh.best_epoch, fresh.best) == (1, stopper.best)
+    assert len(history) == 5 and fresh.stopped_epoch == 5   # not 3 + 4 epochs later
 
 
 @pytest.mark.parametrize("callback", [EarlyStopping("val_loss"),

@@ -23,7 +23,10 @@ ModelCheckpoint and Ctrl-C write) holds the model, optimizer, scheduler, History
 callbacks' state, the minidl RNG and the data loaders' generators, and the position in
 the run. ``fit(..., resume=path)`` continues so that the weights at the end are
 bit-identical to those of an uninterrupted run (on the CPU; on the GPU dropout masks
-come from CuPy's generator, which minidl does not save).
+come from CuPy's generator, which minidl does not save). A checkpoint from the middle
+of an epoch stores the loaders' states from the start of that epoch; the resumed run
+draws (and augments) the batches already trained on again and skips them, which puts
+every generator exactly where it was.
 
 Ctrl-C during ``fit`` is deferred to the end of the current step (so the state is never
 half-updated), a checkpoint is written, and KeyboardInterrupt is raised again. A
@@ -219,9 +222,9 @@ class Trainer:
         if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive integer, got {epochs!r}")
         self._train_loader, self._val_loader = train_loader, val_loader
-        start_step, meter_state = 0, None
+        start_step, progress = 0, None
         if resume is not None:
-            start_step, meter_state = self._restore(resume)
+            start_step, progress = self._restore(resume)
         else:
             self.history, self.epoch, self.global_step = History(), 0, 0
         self.stop_training, self.interrupted_checkpoint = False, None
@@ -230,8 +233,8 @@ class Trainer:
         with self._interrupts_deferred_to_step_end():
             try:
                 for epoch in range(self.epoch + 1, int(epochs) + 1):
-                    self._run_epoch(epoch, int(epochs), start_step, meter_state)
-                    start_step, meter_state = 0, None
+                    self._run_epoch(epoch, int(epochs), start_step, progress)
+                    start_step, progress = 0, None
                     if self._interrupt_requested:
                         raise KeyboardInterrupt
                     if self.stop_training:
@@ -242,7 +245,8 @@ class Trainer:
         self._callbacks("on_train_end")
         return self.history
 
-    def _run_epoch(self, epoch, epochs, skip_steps, meter_state):
+    def _run_epoch(self, epoch, epochs, skip_steps, progress):
+        """One epoch; a resumed one starts after ``skip_steps`` with the saved ``progress``."""
         train_loader, val_loader = self._train_loader, self._val_loader
         # Generator states at the start of the epoch: a mid-epoch checkpoint stores these
         # and the step count, and a resumed run replays the loader up to that step.
@@ -251,10 +255,10 @@ class Trainer:
             for name, loader in (("train", train_loader), ("val", val_loader))
             if hasattr(loader, "state_dict")}
         self._meter = _EpochMeter()
-        if meter_state is not None:
-            self._meter.load_state_dict(meter_state["meter"], self.device)
-            self._epoch_lr = meter_state["epoch_lr"]
-            self._epoch_started = time.perf_counter() - meter_state["epoch_seconds"]
+        if progress is not None:
+            self._meter.load_state_dict(progress["meter"], self.device)
+            self._epoch_lr = progress["lr"]
+            self._epoch_started = time.perf_counter() - progress["seconds"]
         else:
             self._epoch_lr, self._epoch_started = self.lr, time.perf_counter()
         self._in_epoch, self._step_in_epoch = True, skip_steps
@@ -434,15 +438,15 @@ class Trainer:
         trainer_state = {
             "global_step": self.global_step,
             "step": self._step_in_epoch if self._in_epoch else 0,
-            "meter": None,
+            "in_epoch": None,
             "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()}
                           for cb in self.callbacks],
         }
         if self._in_epoch:
             loaders = self._epoch_start_states
-            trainer_state["meter"] = {
-                "meter": self._meter.state_dict(), "epoch_lr": self._epoch_lr,
-                "epoch_seconds": time.perf_counter() - self._epoch_started}
+            trainer_state["in_epoch"] = {
+                "meter": self._meter.state_dict(), "lr": self._epoch_lr,
+                "seconds": time.perf_counter() - self._epoch_started}
         else:
             loaders = {name: loader for name, loader in
                        (("train", self._train_loader), ("val", self._val_loader))
@@ -469,7 +473,7 @@ class Trainer:
         for callback, saved in zip(self.callbacks, saved_callbacks):
             if saved["class"] == type(callback).__name__:
                 callback.load_state_dict(saved["state"])
-        return int(state.get("step", 0)), state.get("meter")
+        return int(state.get("step", 0)), state.get("in_epoch")
 
     # ------------------------------------------------------------------ Ctrl-C
     @contextlib.contextmanager
