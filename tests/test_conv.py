@@ -286,3 +286,24 @@ def test_col2im_rejects_wrong_shape():
 def test_backward_before_forward_is_an_error():
     with pytest.raises(RuntimeError, match="Conv2d.backward: nothing saved"):
         Conv2d(1, 1, 1).backward(np.zeros((1, 1, 1, 1), np.float32))
+
+
+# --------------------------------------------------------------------------- GPU
+@pytest.mark.skipif(not minidl.gpu_available(), reason="needs CuPy and a GPU")
+@given(config=conv_configs(), seed=st.integers(0, 2**16))
+def test_gpu_forward_and_backward_agree_with_cpu(config, seed):
+    layer_args, shape = config
+    cpu = make_conv(np, layer_args).to(np.float64)
+    gpu = make_conv(np, layer_args).to(np.float64)
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("gpu")
+    draw = np.random.default_rng(seed)
+    x = draw.standard_normal(shape)
+    y = cpu(x)
+    dy = draw.standard_normal(y.shape)
+    dx = cpu.backward(dy)
+    y_gpu = gpu(minidl.to_device(x, "gpu"))
+    dx_gpu = gpu.backward(minidl.to_device(dy, "gpu"))
+    for ours, theirs in ((y, y_gpu), (dx, dx_gpu), (cpu.weight.grad, gpu.weight.grad),
+                         (cpu.bias.grad, gpu.bias.grad)):
+        np.testing.assert_allclose(minidl.to_numpy(theirs), ours, rtol=1e-10, atol=1e-10)
