@@ -260,7 +260,8 @@ def test_constructor_validates_arguments(kwargs, error, message):
 
 
 @pytest.mark.parametrize("x, error, message", [
-    (np.zeros((3, 8, 8), np.float32), ValueError, r"Conv2d: expected input of shape \(N, C, H, W\)"),
+    (np.zeros((3, 8, 8), np.float32), ValueError,
+     r"Conv2d: expected input of shape \(N, C, H, W\)"),
     (np.zeros((1, 2, 8, 8), np.float32), ValueError, "Conv2d: expected 3 channels"),
     (np.zeros((1, 3, 8, 8), np.int64), TypeError, "Conv2d: expected a float32 or float64"),
     (np.zeros((1, 3, 2, 8), np.float32), ValueError, "smaller than the dilated kernel 5x5"),

@@ -349,8 +349,8 @@ class Conv2d(Module):
         xp = get_array_module(x)
         n, c = x.shape[:2]
         rows = n * out_hw[0] * out_hw[1]
-        cols = self._workspace.get(xp, "cols", (rows, c * self.kernel_size[0] * self.kernel_size[1]),
-                                   x.dtype)
+        width = c * self.kernel_size[0] * self.kernel_size[1]
+        cols = self._workspace.get(xp, "cols", (rows, width), x.dtype)
         if not self._pointwise:
             return im2col(x, self.kernel_size, self.stride, self.padding, self.dilation,
                           self.groups, out=cols)
@@ -375,9 +375,9 @@ class Conv2d(Module):
         y_rows = _scratch.get(xp, "conv.y_rows", (rows, c_out), x.dtype)
         if groups == 1:
             xp.matmul(cols, w_mats[0], out=y_rows)
-        else:  # one batched call: a GEMM per group
+        else:  # one batched call: a GEMM per group, (groups, rows, C_out/groups)
             grouped = cols.reshape(rows, groups, -1).transpose(1, 0, 2)
-            xp.matmul(grouped, w_mats, out=y_rows.reshape(rows, groups, -1).transpose(1, 0, 2))
+            y_rows.reshape(rows, groups, -1).transpose(1, 0, 2)[...] = xp.matmul(grouped, w_mats)
         self.save_for_backward(cols, w_mats, tuple(x.shape))
         y = xp.empty((n, c_out) + out_hw, dtype=x.dtype)
         y_nhwc = y_rows.reshape(n, out_hw[0], out_hw[1], c_out)
@@ -419,8 +419,8 @@ class Conv2d(Module):
             grouped_cols = cols.reshape(rows, groups, -1).transpose(1, 0, 2)
             grouped_dy = dy_rows.reshape(rows, groups, -1).transpose(1, 0, 2)
             d_w = xp.matmul(grouped_cols.transpose(0, 2, 1), grouped_dy)
-            xp.matmul(grouped_dy, w_mats.transpose(0, 2, 1),
-                      out=d_cols.reshape(rows, groups, -1).transpose(1, 0, 2))
+            d_cols.reshape(rows, groups, -1).transpose(1, 0, 2)[...] = \
+                xp.matmul(grouped_dy, w_mats.transpose(0, 2, 1))
         kh, kw = self.kernel_size
         c_g = self.in_channels // groups
         # (groups, kh*kw*C_g, C_out/groups) -> (C_out, C_g, kh, kw)

@@ -8,7 +8,7 @@ The fast versions never loop over samples or pixels: they loop over the ``kh * k
 offsets ``(i, j)`` of the window. For a fixed offset, the entries that offset picks
 from every window form one strided slice of the (padded) input::
 
-    slice_ij = x_pad[:, :, i : i + s_h (H_out - 1) + 1 : s_h, j : ... : s_w]   # (N, C, H_out, W_out)
+    slice_ij = x_pad[:, :, i : i + s_h (H_out - 1) + 1 : s_h, j : ... : s_w]  # (N, C, H_out, W_out)
 
 so max-pooling is a running maximum over ``kh * kw`` slices, and average pooling a
 running sum. Backward adds each output gradient into the same slices. When
