@@ -114,21 +114,22 @@ def resnet9(num_classes=10, width=64, head_scale=0.125):
 
 
 def dirac_init(conv):
-    """Make the first ``in_channels`` filters of a 3x3 (odd-sized) conv copy their input channel.
+    """Make the first filters of an odd-sized conv copy their input channel.
 
-    ``weight[i, i, centre] = 1`` and the rest of those filters zero (torch.nn.init.dirac_
-    on ``weight[:in_channels]``); the remaining filters keep their random init. At the
-    start of training the conv then passes its input through, which airbench found to
-    speed up early training. Needs ``out_channels >= in_channels`` and groups = 1.
+    With ``k = min(out_channels, in_channels)``: ``weight[i, i, centre] = 1`` for i < k and
+    the rest of those k filters zero (torch.nn.init.dirac_ on ``weight[:in_channels]``,
+    as airbench does); filters k.. keep their random init. At the start of training the
+    conv then passes its input through, which airbench found to speed up early training.
     """
     weight = conv.weight.data
     out_channels, in_channels, kh, kw = weight.shape
-    if out_channels < in_channels or kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"dirac_init: needs out_channels >= in_channels and an odd kernel, "
-                         f"got weight of shape {tuple(weight.shape)}")
+    if kh % 2 == 0 or kw % 2 == 0 or getattr(conv, "groups", 1) != 1:
+        raise ValueError(f"dirac_init: needs an odd kernel and groups=1, got weight of shape "
+                         f"{tuple(weight.shape)}")
     xp = backend.get_array_module(weight)
-    weight[:in_channels] = 0
-    index = xp.arange(in_channels)
+    identity = min(out_channels, in_channels)
+    weight[:identity] = 0
+    index = xp.arange(identity)
     weight[index, index, kh // 2, kw // 2] = 1
 
 

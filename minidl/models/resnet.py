@@ -32,7 +32,8 @@ class _ResidualBlock(Module):
 
     ``body`` is the chain of child modules named in ``self.body_names``; ``downsample`` is
     the projection shortcut, or None for the identity. Nothing is cached here: each
-    child caches what its own backward needs.
+    child caches what its own backward needs (the block saves only a marker, so a
+    backward without a forward fails with a clear message naming the block).
     Backward: ``d = act'(dy)``, then ``dx = body'(d) + shortcut'(d)`` (the sum rule of
     :class:`~minidl.layers.Residual`; identity shortcut: ``shortcut'(d) = d``).
     """
@@ -47,9 +48,11 @@ class _ResidualBlock(Module):
         for layer in self._body():
             out = layer(out)
         skip = x if self.downsample is None else self.downsample(x)
+        self.save_for_backward(True)
         return self.act_out(out + skip)
 
     def backward(self, dy):
+        self.saved_for_backward(dy)
         d_sum = self.act_out.backward(dy)
         dx = d_sum
         for layer in reversed(self._body()):
@@ -188,10 +191,10 @@ def resnet101(num_classes=10, cifar_stem=True, width=64, dropout=0.0, activation
     return ResNet(Bottleneck, (3, 4, 23, 3), num_classes, cifar_stem, width, dropout, activation)
 
 
-def custom_resnet(num_classes=10, use_bn=True, use_relu=True):
+def custom_resnet(num_classes=10, use_bn=True, use_relu=True, width=64):
     """The issue's custom ResNet (CIFAR-10, 73 % val; 40 % without ReLU, 66 % without BN).
 
-    x: ``(N, 3, H, W)`` -> logits ``(N, num_classes)``::
+    x: ``(N, 3, H, W)`` -> logits ``(N, num_classes)``; with ``width=64`` (the report's)::
 
         stem     conv3x3 3->64, 64->128, 128->256 (each conv -> BN -> ReLU), max-pool 2
         block1   BasicBlock 256->256
@@ -199,11 +202,14 @@ def custom_resnet(num_classes=10, use_bn=True, use_relu=True):
         block3   BasicBlock 512->1024, stride 2 (projection shortcut)
         head     global average pool -> Linear 1024->128 -> BatchNorm1d -> ReLU -> Linear 128->classes
 
+    Other widths scale every channel count by ``width / 64`` (small ones for tests).
     ``use_bn=False`` drops every BatchNorm (the convs then get biases, which BN made
     redundant); ``use_relu=False`` makes every activation the identity (a linear network
     apart from the max-pools), the ablations of the report.
     """
     num_classes = _check_positive_int("custom_resnet", "num_classes", num_classes)
+    width = _check_positive_int("custom_resnet", "width", width)
+    w1, w2, w4, w8, w16 = width, 2 * width, 4 * width, 8 * width, 16 * width
 
     def norm2d(channels):
         return L.BatchNorm2d(channels) if use_bn else L.Identity()
@@ -224,18 +230,18 @@ def custom_resnet(num_classes=10, use_bn=True, use_relu=True):
         return L.Sequential(L.Residual(body, shortcut), act())
 
     return L.Sequential(
-        conv(3, 64), norm2d(64), act(),
-        conv(64, 128), norm2d(128), act(),
-        conv(128, 256), norm2d(256), act(),
+        conv(3, w1), norm2d(w1), act(),
+        conv(w1, w2), norm2d(w2), act(),
+        conv(w2, w4), norm2d(w4), act(),
         L.MaxPool2d(2),
-        block(256, 256, 1),
-        block(256, 512, 2),
-        block(512, 1024, 2),
+        block(w4, w4, 1),
+        block(w4, w8, 2),
+        block(w8, w16, 2),
         L.GlobalAvgPool2d(),
-        L.Linear(1024, 128, bias=not use_bn),
-        L.BatchNorm1d(128) if use_bn else L.Identity(),
+        L.Linear(w16, w2, bias=not use_bn),
+        L.BatchNorm1d(w2) if use_bn else L.Identity(),
         act(),
-        L.Linear(128, num_classes),
+        L.Linear(w2, num_classes),
     )
 
 
