@@ -154,3 +154,10 @@ def test_input_smaller_than_kernel_is_an_error(pool):
     with pytest.raises(ValueError, match=f"{pool.__name__}: input of spatial size 2x5"):
         pool(3)(np.zeros((1, 1, 2, 5), np.float32))
 
+
+
+def test_pooling_inside_a_network_gradient_check():
+    from minidl import layers as L
+    model = L.Sequential(L.Conv2d(2, 3, 3, padding=1), L.MaxPool2d(2), L.AvgPool2d(2, 1),
+                         L.GlobalAvgPool2d(), L.Linear(3, 2))
+    assert_gradients(model, distinct_values((2, 2, 6, 6), 1))
