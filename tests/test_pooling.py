@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minidl
+from minidl import layers as L
 from minidl.gradcheck import assert_gradients
 from minidl.layers.pooling import (AvgPool2d, GlobalAvgPool2d, MaxPool2d, avg_pool2d_naive,
                                    max_pool2d_naive)
@@ -157,7 +158,6 @@ def test_input_smaller_than_kernel_is_an_error(pool):
 
 
 def test_pooling_inside_a_network_gradient_check():
-    from minidl import layers as L
     model = L.Sequential(L.Conv2d(2, 3, 3, padding=1), L.MaxPool2d(2), L.AvgPool2d(2, 1),
                          L.GlobalAvgPool2d(), L.Linear(3, 2))
     assert_gradients(model, distinct_values((2, 2, 6, 6), 1))

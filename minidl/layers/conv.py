@@ -333,6 +333,10 @@ class Conv2d(Module):
         self.bias = Param(initializers.zeros((self.out_channels,))) if bias else None
         self._workspace = Workspace()  # holds the cached columns between forward and backward
 
+    def to(self, target):
+        self._workspace.clear()  # the cached columns belong to the old device/dtype
+        return super().to(target)
+
     @property
     def _pointwise(self):
         return self.kernel_size == (1, 1) and self.padding == (0, 0)
