@@ -129,7 +129,8 @@ def test_builder_options_change_the_layers():
     plain = models.custom_resnet(use_bn=False, use_relu=False)
     assert not any(isinstance(m, (L.BatchNorm1d, L.BatchNorm2d, L.ReLU))
                    for _, m in plain.named_modules())
-    assert not any(isinstance(m, L.BatchNorm2d) for _, m in models.vgg11(batch_norm=False).named_modules())
+    plain_vgg = models.vgg11(batch_norm=False)
+    assert not any(isinstance(m, L.BatchNorm2d) for _, m in plain_vgg.named_modules())
     assert sum(isinstance(m, L.BatchNorm2d) for _, m in models.vgg11().named_modules()) == 8
     assert sum(isinstance(m, L.Conv2d) for _, m in models.airbench().named_modules()) == 7
 

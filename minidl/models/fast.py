@@ -28,7 +28,8 @@ class Scale(Module):
     def __init__(self, multiplier):
         super().__init__()
         if not np.isfinite(multiplier) or multiplier == 0:
-            raise ValueError(f"Scale: multiplier must be a finite non-zero number, got {multiplier!r}")
+            raise ValueError(f"Scale: multiplier must be a finite non-zero number, "
+                             f"got {multiplier!r}")
         self.multiplier = float(multiplier)
 
     def forward(self, x):

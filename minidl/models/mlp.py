@@ -24,7 +24,8 @@ def make_activation(name):
     backward, so one instance must never be used twice in a network.
     """
     if name not in ACTIVATIONS:
-        raise ValueError(f"make_activation: unknown name {name!r}; choose one of {sorted(ACTIVATIONS)}")
+        raise ValueError(f"make_activation: unknown name {name!r}; "
+                         f"choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
