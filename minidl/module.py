@@ -242,9 +242,11 @@ class Module:
 
     def drop_saved(self):
         """Forget what forward saved, here and in every child (frees it after an
-        evaluation-only forward)."""
-        for _, module in self.named_modules():
-            object.__setattr__(module, "_saved", None)
+        evaluation-only forward, and before a move to another device or dtype).
+        Layers with scratch buffers of their own extend this."""
+        object.__setattr__(self, "_saved", None)
+        for child in self._modules.values():
+            child.drop_saved()
 
     # ------------------------------------------------------------------ input checks
     def check_input(self, x, expected, channels=None, channel_axis=1):
@@ -312,16 +314,17 @@ class Module:
             _SummaryRecorder.active = None
             self.train(was_training)
         names = {id(module): name for name, module in self.named_modules()}
-        header = f"{'layer':<34}{'output shape':<22}{'params':>12}{'mult-adds':>16}"
+        rows = [(f"{names.get(id(module), '?') or '(model)'} ({type(module).__name__})",
+                 str(("N",) + out_shape[1:]), module.num_parameters(),
+                 int(module.macs(in_shape[1:], out_shape[1:])))
+                for module, in_shape, out_shape in recorder.rows]
+        width = max([len("layer")] + [len(row[0]) for row in rows]) + 2
+        header = f"{'layer':<{width}}{'output shape':<22}{'params':>12}{'mult-adds':>16}"
         lines = [header, "-" * len(header)]
         total_params = self.num_parameters()
-        total_macs = 0
-        for module, in_shape, out_shape in recorder.rows:
-            params = module.num_parameters()
-            macs = int(module.macs(in_shape[1:], out_shape[1:]))
-            total_macs += macs
-            label = f"{names.get(id(module), '?') or '(model)'} ({type(module).__name__})"
-            lines.append(f"{label:<34}{str(('N',) + out_shape[1:]):<22}{params:>12,}{macs:>16,}")
+        total_macs = sum(row[3] for row in rows)
+        for label, shape, params, macs in rows:
+            lines.append(f"{label:<{width}}{shape:<22}{params:>12,}{macs:>16,}")
         lines += ["-" * len(header),
                   f"total parameters: {total_params:,}",
                   f"total mult-adds per sample: {total_macs:,}"]

@@ -333,9 +333,9 @@ class Conv2d(Module):
         self.bias = Param(initializers.zeros((self.out_channels,))) if bias else None
         self._workspace = Workspace()  # holds the cached columns between forward and backward
 
-    def to(self, target):
-        self._workspace.clear()  # the cached columns belong to the old device/dtype
-        return super().to(target)
+    def drop_saved(self):
+        super().drop_saved()
+        self._workspace.clear()  # the cached columns (also on the old device/dtype after to())
 
     @property
     def _pointwise(self):
