@@ -3,7 +3,7 @@
 ``--recipe airbench`` (default), after Keller Jordan's airbench94 (94.0 % in 3.8 s on an
 A100 in PyTorch): the ~2 M-parameter net of :func:`minidl.models.airbench`, whose first
 2x2 conv is frozen to a patch-whitening transform of 5,000 training images; batch 1024,
-10 epochs, Nesterov SGD (momentum 0.85) with 64x the learning rate on the BatchNorm
+10 epochs (airbench: 9.9), Nesterov SGD (momentum 0.85) with 64x the learning rate on the BatchNorm
 biases, label smoothing 0.2, a per-step schedule (linear warm-up over 23 % of the
 steps from 0.2x to 1x, then linear decay to 0.07x), lookahead on all weights and
 BatchNorm statistics every 5 steps, alternating flip + 2-px reflect translate, and
@@ -13,7 +13,11 @@ BatchNorm statistics every 5 steps, alternating flip + 2-px reflect translate, a
 batch 512, 24 epochs, Nesterov SGD 0.9, weight decay 5e-4, learning rate warmed up
 linearly from 0 to 0.4 over 5 epochs and decayed linearly to 0 at epoch 24 (per step;
 a shorter ``--epochs`` keeps the 5/24 : 19/24 proportions),
-random crop (4 px, reflect) + flip + 8x8 cutout, flip test-time augmentation.
+random crop (4 px, reflect) + flip + 8x8 cutout; flip test-time augmentation (Page's
+79 s result used none: ``--tta 0``).
+
+``--lr`` is in each recipe's own units: airbench's 11.5 per 1024 examples of a summed
+loss (see :func:`airbench_optimizer`), ResNet-9's peak learning rate 0.4.
 
     python examples/cifar10_fast.py                     # airbench recipe
     python examples/cifar10_fast.py --recipe resnet9
@@ -30,6 +34,7 @@ reached the target (or of the final evaluation with TTA).
 import math
 import os
 import time
+from types import SimpleNamespace
 
 import cifar_common
 import minidl
@@ -108,8 +113,8 @@ class ScheduledLookahead:
         self.ema.copy_to()
 
 
-def build_airbench(args, train_images, hp):
-    """Model, loss, optimizer, per-step schedule, train loader and per-step hook."""
+def airbench_recipe(args, hp, train_images, total_steps):
+    """Everything the airbench recipe trains with (see :func:`main` for its use)."""
     model = models.airbench(10, widths=(16, 32, 32) if args.smoke else (64, 256, 256))
     model.to(minidl.current_device())
     # The whitening conv sees the images the net will see: normalised, not augmented.
@@ -117,21 +122,42 @@ def build_airbench(args, train_images, hp):
     models.whitening_init(model.whiten, minidl.to_device(cifar_common.normalize_array(sample)))
     optimizer, whiten_group = airbench_optimizer(model, args.batch_size, args.lr, hp["momentum"],
                                                  hp["weight_decay"], hp["bias_scaler"])
+    scheduler = lr_scheduler.LinearWarmupDecayLR(
+        optimizer, int(hp["warmup_fraction"] * total_steps), total_steps,
+        start_factor=hp["start_factor"], end_factor=hp["end_factor"])
+    lookahead = ScheduledLookahead(model, total_steps, hp["lookahead_every"])
+
+    def on_epoch_start(epoch):
+        if epoch == hp["whiten_bias_epochs"] + 1:
+            # Freeze the whitening bias: a zero lr moves it no more (the scheduler
+            # multiplies its base lr, so that is what is zeroed).
+            scheduler.base_lrs[whiten_group] = 0.0
+            optimizer.param_groups[whiten_group]["lr"] = 0.0
+
     augment = data.Compose([*cifar_common.normalize().transforms,
                             data.AlternatingFlip(len(train_images), seed=args.seed),
                             data.RandomTranslate(hp["translate"], padding_mode="reflect")])
-    return model, losses.CrossEntropyLoss(label_smoothing=hp["label_smoothing"]), optimizer, \
-        augment, whiten_group
+    return SimpleNamespace(
+        model=model, loss_fn=losses.CrossEntropyLoss(label_smoothing=hp["label_smoothing"]),
+        optimizer=optimizer, scheduler=scheduler, augment=augment,
+        on_epoch_start=on_epoch_start, after_step=lookahead.after_step, finish=lookahead.finish)
 
 
 # ---------------------------------------------------------------------------- resnet9
-def build_resnet9(args, hp):
+def resnet9_recipe(args, hp, total_steps):
+    """Everything the ResNet-9 recipe trains with (see :func:`main` for its use)."""
     model = models.resnet9(10, width=8 if args.smoke else 64)
     model.to(minidl.current_device())
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=hp["momentum"],
                           nesterov=True, weight_decay=hp["weight_decay"])
-    augment = cifar_common.standard_augmentation(cutout=hp["cutout"])
-    return model, losses.CrossEntropyLoss(), optimizer, augment
+    # Warm up over the first 5/24 of the run, whatever its length.
+    scheduler = lr_scheduler.LinearWarmupDecayLR(
+        optimizer, round(total_steps * hp["warmup_epochs"] / hp["epochs"]), total_steps,
+        start_factor=0.0, end_factor=0.0)
+    augment = cifar_common.standard_augmentation(padding=hp["crop_padding"], cutout=hp["cutout"])
+    return SimpleNamespace(model=model, loss_fn=losses.CrossEntropyLoss(), optimizer=optimizer,
+                           scheduler=scheduler, augment=augment, on_epoch_start=None,
+                           after_step=None, finish=None)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -184,7 +210,7 @@ def warm_up_device(build_model, batch):
     model.backward(minidl.get_array_module(logits).ones_like(logits) / logits.size)
 
 
-def train(args, hp, model, loss_fn, optimizer, scheduler, train_loader, test_loader,
+def train(args, model, loss_fn, optimizer, scheduler, train_loader, test_loader,
           total_steps, on_epoch_start=None, after_step=None, setup_seconds=0.0):
     """The training loop, written out: returns (History, training seconds, time to target)."""
     history = History()
@@ -253,37 +279,21 @@ def main(argv=None):
 
     train_split, _, test_split = cifar_common.cifar10_splits(args, val_size=0)
     train_images = train_split[0]
+    steps_per_epoch = len(train_images) // args.batch_size  # the last partial batch is dropped
+    if steps_per_epoch == 0:
+        p.error(f"--batch-size {args.batch_size} exceeds the {len(train_images)} training images")
+    total_steps = args.epochs * steps_per_epoch
+
     start = time.perf_counter()
     if args.recipe == "airbench":
-        model, loss_fn, optimizer, augment, whiten_group = build_airbench(args, train_images, hp)
+        recipe = airbench_recipe(args, hp, train_images, total_steps)
     else:
-        model, loss_fn, optimizer, augment = build_resnet9(args, hp)
+        recipe = resnet9_recipe(args, hp, total_steps)
     setup_seconds = time.perf_counter() - start
+    model = recipe.model
     model.summary((3, 32, 32))
-    train_loader, _, test_loader = cifar_common.make_loaders(args, train_split, None, test_split, augment,
-                                                             eval_batch_size=1000, drop_last=True)
-    total_steps = args.epochs * len(train_loader)
-
-    on_epoch_start = after_step = lookahead = None
-    if args.recipe == "airbench":
-        warmup = int(hp["warmup_fraction"] * total_steps)
-        scheduler = lr_scheduler.LinearWarmupDecayLR(optimizer, warmup, total_steps,
-                                                     hp["start_factor"], hp["end_factor"])
-        lookahead = ScheduledLookahead(model, total_steps, hp["lookahead_every"])
-        after_step = lookahead.after_step
-
-        def on_epoch_start(epoch):
-            if epoch == hp["whiten_bias_epochs"] + 1:
-                # Freeze the whitening bias: a zero lr moves it no more (the scheduler
-                # multiplies its base lr, so that is what is zeroed).
-                scheduler.base_lrs[whiten_group] = 0.0
-                optimizer.param_groups[whiten_group]["lr"] = 0.0
-    else:
-        # Warm up over the first 5/24 of the run, whatever its length.
-        warmup = round(total_steps * hp["warmup_epochs"] / hp["epochs"])
-        scheduler = lr_scheduler.LinearWarmupDecayLR(optimizer, warmup, total_steps,
-                                                     start_factor=0.0, end_factor=0.0)
-
+    train_loader, _, test_loader = cifar_common.make_loaders(
+        args, train_split, None, test_split, recipe.augment, eval_batch_size=1000, drop_last=True)
     if minidl.current_device() == "gpu":
         warm_up_device(lambda: models.airbench(10) if args.recipe == "airbench" else models.resnet9(10),
                        next(iter(test_loader))[0][:args.batch_size])
@@ -292,11 +302,11 @@ def main(argv=None):
           f"images, batch {args.batch_size}, {args.epochs} epochs ({total_steps} steps), "
           f"{cifar_common.machine_description()}")
     history, seconds, time_to_target = train(
-        args, hp, model, loss_fn, optimizer, scheduler, train_loader, test_loader, total_steps,
-        on_epoch_start, after_step, setup_seconds)
-    if lookahead is not None:
-        lookahead.finish()
-    final = evaluate(model, test_loader, loss_fn, tta=args.tta)
+        args, model, recipe.loss_fn, recipe.optimizer, recipe.scheduler, train_loader, test_loader,
+        total_steps, recipe.on_epoch_start, recipe.after_step, setup_seconds)
+    if recipe.finish is not None:
+        recipe.finish()
+    final = evaluate(model, test_loader, recipe.loss_fn, tta=args.tta)
     if time_to_target is None and final["top1"] >= args.target:
         time_to_target = seconds
     reached = (f"{100 * args.target:.0f} % reached after {time_to_target:.1f} s of training"

@@ -6,14 +6,15 @@ images) and ``--test-subset M`` (evaluate on M test images), so that a short run
 2-core CPU finishes in minutes. ``--smoke`` replaces CIFAR-10 by small synthetic
 CIFAR-shaped data (for the test suite): nothing is downloaded and nothing is read.
 
-Images stay ``uint8`` until they are batched: the loaders move a uint8 batch to the
-device (4x less traffic than float32), then :func:`normalize` scales it to [0, 1] and
+Images stay ``uint8`` until they are batched (a quarter of float32's memory): the data
+set is put on the device once, and per batch :func:`normalize` scales it to [0, 1] and
 standardises each channel with the CIFAR-10 training-set mean and std, then the random
 augmentations run, all on the device.
 
 Outputs of a run named ``NAME`` in ``--out``: ``NAME_history.json``, ``NAME_history.csv``,
 ``NAME_curves.png`` (loss, top-1 and top-5 accuracy per epoch), ``NAME_result.json`` and
-``NAME_result.txt`` (one line: test top-1 and top-5, epochs, seconds, device).
+``NAME_result.txt`` (one line: test top-1 and top-5, epochs, seconds, device), and
+``NAME_weights.npz`` (for ``visualize.py --weights``).
 """
 import json
 import os
@@ -52,7 +53,8 @@ def setup(args):
 
 
 def synthetic_cifar10(n_train=256, n_test=128, seed=0):
-    """CIFAR-shaped data a small net learns in one epoch: uint8 (N, 3, 32, 32), int64 (N,).
+    """CIFAR-shaped data a small net starts to learn in a few steps: uint8 (N, 3, 32, 32),
+    int64 labels (N,).
 
     Each class has its own colour, painted with noise into a centred 16x16 square of a
     noisy background; the class survives random crops (up to 8 px) and horizontal flips,
@@ -110,12 +112,12 @@ def normalize_array(x):
     return normalize()(x, np.random.default_rng(0))
 
 
-def standard_augmentation(cutout=0):
+def standard_augmentation(padding=4, cutout=0):
     """The usual CIFAR training transform: normalise, random 32x32 crop of the image padded
-    by 4 px (reflect), horizontal flip with probability 1/2, and optionally a ``cutout``-px
-    square of zeros."""
+    by ``padding`` px (reflect), horizontal flip with probability 1/2, and optionally a
+    ``cutout``-px square of zeros (zero = the mean colour after normalisation)."""
     steps = [data.ToFloat(), data.Normalize(MEAN, STD),
-             data.RandomCrop(32, padding=4, padding_mode="reflect"),
+             data.RandomCrop(32, padding=padding, padding_mode="reflect"),
              data.RandomHorizontalFlip(0.5)]
     if cutout:
         steps.append(data.Cutout(cutout))
@@ -184,6 +186,7 @@ def report(args, name, history, test_metrics, seconds, model, extra=None, plot=T
         "test_loss": float(test_metrics["loss"]),
         "best_val_top1": (history.best("val_top1")["val_top1"] if history.has("val_top1")
                           else None),
+        # train_seconds: what the caller timed (run(): fit, per-epoch validation included).
         "params": model.num_parameters(), "train_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(epochs, 1), 2),
         "device": minidl.current_device(), "machine": machine_description(),

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -184,3 +185,35 @@ def test_scheduled_lookahead_pulls_towards_the_slow_weights():
     model[0].weight.data += 5.0
     lookahead.finish()                # the final weights are the slow ones
     np.testing.assert_allclose(model[0].weight.data, start + (1 - decay), rtol=1e-6)
+
+
+def test_airbench_recipe_freezes_the_whitening_bias_after_its_epochs():
+    minidl.seed(0)
+    args = SimpleNamespace(smoke=True, batch_size=16, lr=11.5, seed=0)
+    images = cifar_common.synthetic_cifar10(32, 1)[0][0]
+    recipe = cifar10_fast.airbench_recipe(args, dict(cifar10_fast.AIRBENCH), images, total_steps=20)
+    model, optimizer = recipe.model, recipe.optimizer
+    bias_group = optimizer.param_groups[2]
+    x = cifar_common.normalize_array(images[:16])
+    labels = np.arange(16) % 10
+
+    def step():
+        loss_fn = recipe.loss_fn
+        loss_fn(model(x), labels)
+        optimizer.zero_grad()
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        recipe.scheduler.step()
+
+    recipe.on_epoch_start(3)           # still trained in epoch 3
+    before = model.whiten.bias.data.copy()
+    step()
+    assert bias_group["lr"] > 0 and not np.array_equal(model.whiten.bias.data, before)
+    whitening = model.whiten.weight.data.copy()
+    recipe.on_epoch_start(4)           # frozen from epoch 4 on, through later scheduler steps
+    before = model.whiten.bias.data.copy()
+    step()
+    step()
+    assert bias_group["lr"] == 0.0 and optimizer.param_groups[0]["lr"] > 0
+    np.testing.assert_array_equal(model.whiten.bias.data, before)
+    np.testing.assert_array_equal(model.whiten.weight.data, whitening)
