@@ -91,16 +91,22 @@ def loaders(args, train, val, test, transform=None):
             data.DataLoader(*test, batch_size=1000, shuffle=False, device=device))
 
 
-def train_and_report(args, model, optimizer, name, train, val, test, scheduler=None,
+def train_and_report(args, model, optimizer, name, train, val, test, make_scheduler=None,
                      loss_fn=None, transform=None, epochs=None):
-    """Fit, evaluate on the test set, write history/curves/result; return the results dict."""
+    """Fit, evaluate on the test set, write history/curves/result; return the results dict.
+
+    ``make_scheduler(optimizer, epochs, steps_per_epoch)``, if given, builds a per-step
+    learning-rate schedule.
+    """
     model.to(minidl.current_device())
     train_loader, val_loader, test_loader = loaders(args, train, val, test, transform)
-    trainer = Trainer(model, loss_fn or losses.CrossEntropyLoss(), optimizer,
-                      scheduler=scheduler, quiet=args.quiet)
     epochs = args.epochs if epochs is None else epochs
     if args.smoke:
         epochs = min(epochs, 1)
+    scheduler = (make_scheduler(optimizer, epochs, len(train_loader))
+                 if make_scheduler is not None else None)
+    trainer = Trainer(model, loss_fn or losses.CrossEntropyLoss(), optimizer,
+                      scheduler=scheduler, scheduler_interval="batch", quiet=args.quiet)
     start = time.perf_counter()
     history = trainer.fit(train_loader, val_loader, epochs=epochs)
     seconds = time.perf_counter() - start
