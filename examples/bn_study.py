@@ -105,7 +105,8 @@ def train_configuration(args, batch_norm, lr, train_loader, val_loader):
             optimizer.step()
         val = evaluator.evaluate(val_loader)
         record["val_top1"].append(val["top1"])
-        print(f"{label}: epoch {epoch}, train loss {np.mean(record['train_loss'][-len(train_loader):]):.4f}, "
+        epoch_loss = np.mean(record["train_loss"][-len(train_loader):])
+        print(f"{label}: epoch {epoch}, train loss {epoch_loss:.4f}, "
               f"val top-1 {100 * val['top1']:.2f} %", flush=True)
     return record
 
@@ -135,7 +136,8 @@ def plot_bands(records, lrs, key, ylabel, title, path, log=False):
             steps = [p["step"] for p in probes]
             low = [min(p[key]) for p in probes]
             high = [max(p[key]) for p in probes]
-            ax.fill_between(steps, low, high, color=_color(record), alpha=0.35, label=record["label"])
+            ax.fill_between(steps, low, high, color=_color(record), alpha=0.35,
+                            label=record["label"])
             ax.plot(steps, low, color=_color(record), linewidth=0.8)
             ax.plot(steps, high, color=_color(record), linewidth=0.8)
         ax.set(xlabel="training step", ylabel=ylabel, title=f"{title}, lr {lr:g}")
@@ -196,7 +198,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     lrs = args.lrs or [args.lr]
     if args.smoke:
-        args.epochs, args.batch_size, args.probe_every = 1, 4, 2
+        args.epochs, args.batch_size, args.probe_every = 1, 4, 3  # one probe, at step 1
         args.step_sizes = [0.05, 0.4]
     cifar_common.setup(args)
 
@@ -237,7 +239,8 @@ def main(argv=None):
         print(f"{s['label']}: final val top-1 {val_text}, mean loss band {s['mean_loss_band']}, "
               f"mean gradient change {s['mean_grad_change']}, max beta {s['max_beta']}")
     result = {"configurations": summary, "epochs": args.epochs, "step_sizes": args.step_sizes,
-              "data": cifar_common.data_description(args), "machine": cifar_common.machine_description()}
+              "data": cifar_common.data_description(args),
+              "machine": cifar_common.machine_description()}
     with open(os.path.join(out, "bn_study_result.json"), "w") as handle:
         json.dump(result, handle, indent=2)
     return result

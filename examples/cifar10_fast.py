@@ -274,7 +274,7 @@ def main(argv=None):
             setattr(args, key, hp[key])
     if args.smoke:
         args.epochs, args.batch_size = min(args.epochs, 2), 64
-        hp["whitening_images"] = 256
+        hp["whitening_images"] = 128
     cifar_common.setup(args)
 
     train_split, _, test_split = cifar_common.cifar10_splits(args, val_size=0)
@@ -295,8 +295,8 @@ def main(argv=None):
     train_loader, _, test_loader = cifar_common.make_loaders(
         args, train_split, None, test_split, recipe.augment, eval_batch_size=1000, drop_last=True)
     if minidl.current_device() == "gpu":
-        warm_up_device(lambda: models.airbench(10) if args.recipe == "airbench" else models.resnet9(10),
-                       next(iter(test_loader))[0][:args.batch_size])
+        build = models.airbench if args.recipe == "airbench" else models.resnet9
+        warm_up_device(build, next(iter(test_loader))[0][:args.batch_size])
 
     print(f"{args.recipe}: {model.num_parameters():,} parameters, {len(train_images)} training "
           f"images, batch {args.batch_size}, {args.epochs} epochs ({total_steps} steps), "

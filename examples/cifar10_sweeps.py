@@ -3,7 +3,8 @@ weight decay. Everything else is the reference recipe of ``cifar10_resnet.py`` (
 momentum 0.9, lr 0.01, weight decay 5e-4, batch 128, crop + flip, ReduceLROnPlateau).
 
     python examples/cifar10_sweeps.py                                  # 4 tables x 25 epochs (GPU!)
-    python examples/cifar10_sweeps.py --tables loss --epochs 2 --subset 2000 --test-subset 1000 --val-size 1000
+    python examples/cifar10_sweeps.py --tables loss --epochs 2 --subset 2000 \
+        --test-subset 1000 --val-size 1000                             # CPU, minutes per variant
 
 Prints one markdown table per sweep with the reported test accuracy (25 epochs, full
 data, PyTorch) beside the measured top-1 and top-5 at ``--epochs`` on ``--subset``, and
@@ -89,7 +90,9 @@ def plot_sweep(sweep, results, path):
     axes = figure.subplots()
     for variant, result in results.items():
         history = result["history"]
-        points = [(e, 100 * v) for e, v in zip(history["epoch"], history["val_top1"]) if v is not None]
+        points = [(epoch, 100 * value)
+                  for epoch, value in zip(history["epoch"], history["val_top1"])
+                  if value is not None]
         if points:
             axes.plot(*zip(*points), "-o", markersize=3, label=variant)
     axes.set(xlabel="epoch", ylabel="validation top-1 (%)", title=f"ResNet-18 sweep: {sweep}")
@@ -137,8 +140,9 @@ def main(argv=None):
 
     machine = cifar_common.machine_description()
     with open(os.path.join(args.out, "sweeps.md"), "w") as handle:
-        handle.write(f"ResNet-18 sweeps, {args.epochs} epochs, {cifar_common.data_description(args)}, "
-                     f"on {machine}.\n\n" + "\n".join(tables))
+        handle.write(f"ResNet-18 sweeps, {args.epochs} epochs, "
+                     f"{cifar_common.data_description(args)}, on {machine}.\n\n")
+        handle.write("\n".join(tables))
     with open(os.path.join(args.out, "sweeps.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
     # test_acc of the first variant: the key the example smoke tests check.

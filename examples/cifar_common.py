@@ -80,7 +80,7 @@ def _random_subset(x, y, size, seed):
     return x[keep], y[keep]
 
 
-def cifar10_splits(args, val_size=5000, smoke_sizes=(256, 128)):
+def cifar10_splits(args, val_size=5000, smoke_sizes=(128, 64)):
     """(train, val, test) as ``(uint8 (N, 3, 32, 32), int64 (N,))`` pairs; val may be None.
 
     ``val_size`` images of the training set (a fixed seeded split) become the validation
@@ -194,10 +194,10 @@ def report(args, name, history, test_metrics, seconds, model, extra=None, plot=T
     # test_acc: the key every example's result.json shares (the smoke tests read it).
     result["test_acc"] = result["test_top1"]
     result.update(extra or {})
-    line = (f"{name}: test top-1 {100 * result['test_top1']:.2f} %, top-5 "
-            f"{100 * result['test_top5']:.2f} % (top-5 error {100 * (1 - result['test_top5']):.2f} %)"
-            f", {epochs} epochs in {seconds:.0f} s ({result['seconds_per_epoch']} s/epoch) on "
-            f"{result['machine']}, {result['data']}")
+    top5 = result["test_top5"]
+    line = (f"{name}: test top-1 {100 * result['test_top1']:.2f} %, top-5 {100 * top5:.2f} % "
+            f"(top-5 error {100 * (1 - top5):.2f} %), {epochs} epochs in {seconds:.0f} s "
+            f"({result['seconds_per_epoch']} s/epoch) on {result['machine']}, {result['data']}")
     print(line, flush=True)
     with open(os.path.join(args.out, f"{name}_result.txt"), "w") as handle:
         handle.write(line + "\n")

@@ -98,8 +98,10 @@ def stage_outputs(model, x):
     one after the other in eval mode and their 4-D outputs recorded.
     """
     if not isinstance(model, L.Sequential):
-        raise TypeError(f"visualize: feature maps need a Sequential model, got {type(model).__name__}")
-    children = [(name, module) for name, module in model.named_modules() if name and "." not in name]
+        raise TypeError(f"visualize: feature maps need a Sequential model, got "
+                        f"{type(model).__name__}")
+    children = [(name, module) for name, module in model.named_modules()
+                if name and "." not in name]
     model.eval()
     outputs = []
     for name, module in children:
@@ -199,8 +201,10 @@ def main(argv=None):
     top1, top5 = accuracy(logits, y_test, topk=(1, 5))
     matrix = minidl.to_numpy(confusion_matrix(y_test, logits, num_classes=10))
     plot_confusion(matrix, os.path.join(args.out, "confusion_matrix.png"), classes)
-    per_class = {name: float(matrix[k, k] / max(matrix[k].sum(), 1)) for k, name in enumerate(classes)}
-    result = {"model": args.model, "weights": args.weights, "data": cifar_common.data_description(args),
+    per_class = {name: float(matrix[k, k] / max(matrix[k].sum(), 1))
+                 for k, name in enumerate(classes)}
+    result = {"model": args.model, "weights": args.weights,
+              "data": cifar_common.data_description(args),
               "test_top1": top1, "test_top5": top5, "top1_error": 1 - top1, "top5_error": 1 - top5,
               "per_class_top1": per_class, "test_acc": top1}
     print(f"{args.model}: test top-1 error {100 * (1 - top1):.2f} %, top-5 error "
