@@ -18,7 +18,7 @@ Both networks train with plain SGD (``--lrs``, default 0.1), batch 128. Every
 The paper's finding: with BatchNorm all three are smaller and vary less (narrower
 bands), i.e. the landscape is smoother, so larger steps are safe.
 
-    python examples/bn_study.py --subset 5000 --val-size 1000 --test-subset 1000 --epochs 3
+    python examples/bn_study.py --subset 5000 --val-size 1000 --epochs 3             # CPU
     python examples/bn_study.py --lrs 0.1 0.05 --epochs 25 --device gpu
 
 Writes ``bn_loss_landscape.png``, ``bn_gradient_predictiveness.png``,
