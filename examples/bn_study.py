@@ -78,7 +78,7 @@ def probe(model, loss_fn, xb, yb, step_sizes):
 def train_configuration(args, batch_norm, lr, train_loader, val_loader):
     """Train one VGG-A; return its per-step losses, per-epoch validation accuracy and probes."""
     minidl.seed(args.seed)  # both networks start from the same random stream
-    model = models.vgg11(10, batch_norm=batch_norm)
+    model = models.vgg11(10, batch_norm=batch_norm, width=args.width)
     model.to(minidl.current_device())
     optimizer = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
     loss_fn = losses.CrossEntropyLoss()
@@ -191,6 +191,8 @@ def main(argv=None):
     p.add_argument("--lrs", type=float, nargs="+", default=None,
                    help="learning rates to train both networks with (default: --lr)")
     p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--width", type=int, default=64,
+                   help="VGG-A first-stage width (64 in the paper; 16 for quick CPU runs)")
     p.add_argument("--step-sizes", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.4],
                    help="distances eta moved along -grad by the probes")
     p.add_argument("--probe-every", type=int, default=10, help="probe every k training steps")
@@ -199,6 +201,7 @@ def main(argv=None):
     lrs = args.lrs or [args.lr]
     if args.smoke:
         args.epochs, args.batch_size, args.probe_every = 1, 4, 3  # one probe, at step 1
+        args.width = 8
         args.step_sizes = [0.05, 0.4]
     cifar_common.setup(args)
 

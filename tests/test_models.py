@@ -446,3 +446,11 @@ def test_resnet_matches_torchvision(depth):
     with torch.no_grad():
         expected = theirs(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours(x), expected, rtol=1e-9, atol=1e-10)
+
+
+def test_vgg11_width_scales_every_stage():
+    from minidl.models import vgg11
+    narrow = vgg11(10, batch_norm=False, width=16, hidden=32)
+    convs = [layer for layer in narrow if isinstance(layer, L.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 64, 128, 128, 128, 128]
+    assert vgg11(10, batch_norm=False).num_parameters() == 9_750_922

@@ -6,7 +6,7 @@ from .mlp import _check_positive_int, _check_probability
 VGG_A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
-def vgg11(num_classes=10, batch_norm=True, hidden=512, dropout=0.0, in_channels=3):
+def vgg11(num_classes=10, batch_norm=True, hidden=512, dropout=0.0, in_channels=3, width=64):
     """VGG-A: eight 3x3 convs (padding 1) in five stages, each closed by a 2x2 max-pool.
 
     Every conv is followed by ``[BatchNorm2d ->] ReLU``. The convs keep their bias even
@@ -16,12 +16,16 @@ def vgg11(num_classes=10, batch_norm=True, hidden=512, dropout=0.0, in_channels=
     ``Linear 512->hidden -> ReLU [-> Dropout] -> Linear hidden->hidden -> ReLU [-> Dropout]
     -> Linear hidden->num_classes``. x: ``(N, in_channels, 32, 32)`` -> ``(N, num_classes)``.
 
+    ``width`` is the first stage's channel count (64 in the paper); every stage scales
+    with it, so ``width=16`` is a 16x cheaper net for quick CPU studies.
+
     Parameters for 10 classes: 9,750,922 without BatchNorm, 9,756,426 with it (2 per
     conv channel).
     """
     num_classes = _check_positive_int("vgg11", "num_classes", num_classes)
     hidden = _check_positive_int("vgg11", "hidden", hidden)
     in_channels = _check_positive_int("vgg11", "in_channels", in_channels)
+    width = _check_positive_int("vgg11", "width", width)
     dropout = _check_probability("vgg11", dropout)
     layers = []
     channels = in_channels
@@ -29,11 +33,12 @@ def vgg11(num_classes=10, batch_norm=True, hidden=512, dropout=0.0, in_channels=
         if item == "M":
             layers.append(L.MaxPool2d(2))
             continue
-        layers.append(L.Conv2d(channels, item, 3, padding=1))
+        out_channels = max(1, item * width // 64)
+        layers.append(L.Conv2d(channels, out_channels, 3, padding=1))
         if batch_norm:
-            layers.append(L.BatchNorm2d(item))
+            layers.append(L.BatchNorm2d(out_channels))
         layers.append(L.ReLU())
-        channels = item
+        channels = out_channels
     layers.append(L.Flatten())
     for fan_in in (channels, hidden):
         layers += [L.Linear(fan_in, hidden), L.ReLU()]
