@@ -163,6 +163,7 @@ def minidl_step_function(model, x, y):
     from minidl import losses, optim
     loss_fn = losses.CrossEntropyLoss()
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.set_needs_input_grad(False)  # as the Trainer does; PyTorch's input needs no grad either
 
     def step():
         optimizer.zero_grad()

@@ -132,13 +132,17 @@ class _Float64Check:
         self.dtype = params[0].data.dtype if params else None
         self.state = self.module.state_dict()
         self.rng_state = backend.get_rng_state()
+        self.input_grad_flags = [(m, m.needs_input_grad) for _, m in self.module.named_modules()]
         self.module.to(np.float64)
+        self.module.set_needs_input_grad(True)  # the check compares dx too
         return self
 
     def __exit__(self, *exc):
         if self.dtype is not None:
             self.module.to(self.dtype)
         self.module.load_state_dict(self.state)
+        for module, flag in self.input_grad_flags:
+            object.__setattr__(module, "needs_input_grad", flag)
         backend.set_rng_state(self.rng_state)
 
 

@@ -203,6 +203,20 @@ class Module:
 
     # ------------------------------------------------------------------ forward / backward
     _call_depth = 0  # > 0 while inside another module's forward
+    needs_input_grad = True
+
+    def set_needs_input_grad(self, needed):
+        """Say whether the caller uses ``dx``, the gradient w.r.t. this module's input.
+
+        The input of a model is data, whose gradient nobody uses (PyTorch: an input that
+        does not require grad). ``model.set_needs_input_grad(False)`` lets the first layer
+        with parameters skip its ``dx`` (for a Linear, a third of its backward GEMMs) and
+        return None; containers pass the flag on to the layers before their first
+        parameter. The Trainer does this; gradient checks turn it back on.
+        """
+        object.__setattr__(self, "needs_input_grad", bool(needed))
+        return self
+
 
     def __call__(self, x):
         if Module._call_depth == 0:

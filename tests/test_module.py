@@ -192,3 +192,32 @@ def test_builtin_gradcheck_table_passes(capsys):
     out = capsys.readouterr().out
     assert info.value.code == 0, out
     assert "FAIL" not in out and "layers pass" in out
+
+
+def test_needs_input_grad_skips_dx_of_the_first_parameter_layer_only():
+    model = L.Sequential(L.Flatten(), L.Linear(4, 5), L.ReLU(), L.Linear(5, 3))
+    model.set_needs_input_grad(False)
+    assert [m.needs_input_grad for m in model] == [False, False, True, True]
+    x = np.random.default_rng(0).standard_normal((2, 1, 2, 2)).astype(np.float32)
+    reference = L.Sequential(L.Flatten(), L.Linear(4, 5), L.ReLU(), L.Linear(5, 3))
+    reference.load_state_dict(model.state_dict())
+    dy = np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32)
+    model(x)
+    assert model.backward(dy) is None
+    reference(x)
+    reference.backward(dy)
+    for skipped, full in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_array_equal(skipped.grad, full.grad)
+    assert_gradients(model, x)  # the check turns dx back on for itself
+    assert model[1].needs_input_grad is False
+
+
+def test_needs_input_grad_in_conv_and_residual():
+    conv = L.Conv2d(2, 3, 3, padding=1)
+    block = L.Residual(L.Sequential(L.Conv2d(3, 3, 3, padding=1), L.ReLU()))
+    model = L.Sequential(conv, block).set_needs_input_grad(False)
+    assert conv.needs_input_grad is False and block.needs_input_grad is True
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    model(x)
+    assert model.backward(np.ones((1, 3, 4, 4), dtype=np.float32)) is None
+    assert conv.weight.grad.any()

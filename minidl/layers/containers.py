@@ -31,8 +31,18 @@ class Sequential(Module):
             x = layer(x)
         return x
 
+    def set_needs_input_grad(self, needed):
+        super().set_needs_input_grad(needed)
+        for layer in self._modules.values():
+            layer.set_needs_input_grad(needed)
+            needed = needed or bool(layer.parameters())  # later layers feed a parameter
+        return self
+
     def backward(self, dy):
         for layer in reversed(self._modules.values()):
+            if dy is None:  # no dx wanted below a layer (see set_needs_input_grad)
+                layer.drop_saved()
+                continue
             dy = layer.backward(dy)
         return dy
 
@@ -57,6 +67,15 @@ class Residual(Module):
         self.save_for_backward(True)
         return y + skip
 
+    def set_needs_input_grad(self, needed):
+        super().set_needs_input_grad(needed)
+        self.body.set_needs_input_grad(needed)
+        self.shortcut.set_needs_input_grad(needed)
+        return self
+
     def backward(self, dy):
         self.saved_for_backward(dy)
-        return self.body.backward(dy) + self.shortcut.backward(dy)
+        dx_body, dx_shortcut = self.body.backward(dy), self.shortcut.backward(dy)
+        if dx_body is None or dx_shortcut is None:  # dx not wanted (set_needs_input_grad)
+            return None
+        return dx_body + dx_shortcut

@@ -416,20 +416,23 @@ class Conv2d(Module):
             self.bias.grad += dy_rows.sum(axis=0)
         d_cols = _scratch.get(xp, "conv.d_cols", cols.shape, dy.dtype)
         if groups == 1:
-            d_w = cols.T @ dy_rows                                  # (kh*kw*C_in, C_out)
-            xp.matmul(dy_rows, w_mats[0].T, out=d_cols)
-            d_w = d_w[None]
+            d_w = (cols.T @ dy_rows)[None]                          # (1, kh*kw*C_in, C_out)
+            if self.needs_input_grad:
+                xp.matmul(dy_rows, w_mats[0].T, out=d_cols)
         else:
             grouped_cols = cols.reshape(rows, groups, -1).transpose(1, 0, 2)
             grouped_dy = dy_rows.reshape(rows, groups, -1).transpose(1, 0, 2)
             d_w = xp.matmul(grouped_cols.transpose(0, 2, 1), grouped_dy)
-            d_cols.reshape(rows, groups, -1).transpose(1, 0, 2)[...] = \
-                xp.matmul(grouped_dy, w_mats.transpose(0, 2, 1))
+            if self.needs_input_grad:
+                d_cols.reshape(rows, groups, -1).transpose(1, 0, 2)[...] = \
+                    xp.matmul(grouped_dy, w_mats.transpose(0, 2, 1))
         kh, kw = self.kernel_size
         c_g = self.in_channels // groups
         # (groups, kh*kw*C_g, C_out/groups) -> (C_out, C_g, kh, kw)
         self.weight.grad += d_w.reshape(groups, kh, kw, c_g, c_out // groups) \
                                .transpose(0, 4, 3, 1, 2).reshape(self.weight.grad.shape)
+        if not self.needs_input_grad:  # the input is data (see Module.set_needs_input_grad)
+            return None
         if not self._pointwise:
             return col2im(d_cols, x_shape, self.kernel_size, self.stride, self.padding,
                           self.dilation, groups)

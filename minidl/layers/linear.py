@@ -8,7 +8,8 @@ class Linear(Module):
 
     Shapes: x ``(N, in_features)``, W ``(in_features, out_features)``, b ``(out_features,)``,
     y ``(N, out_features)``. Caches x for backward.
-    Gradients: ``dW = x.T @ dy``, ``db = sum_n dy``, ``dx = dy @ W.T``.
+    Gradients: ``dW = x.T @ dy``, ``db = sum_n dy``, ``dx = dy @ W.T`` (None when
+    ``needs_input_grad`` is off, see :meth:`Module.set_needs_input_grad`).
     ``init`` names an initialiser from :mod:`minidl.init` or is a callable
     ``f(shape, dtype)``; default ``"torch_default"``.
     """
@@ -35,7 +36,7 @@ class Linear(Module):
         self.weight.grad += x.T @ dy
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=0)
-        return dy @ self.weight.data.T
+        return dy @ self.weight.data.T if self.needs_input_grad else None
 
     def macs(self, input_shape, output_shape):
         return self.in_features * self.out_features

@@ -174,6 +174,8 @@ class Trainer:
                                 f"got {type(callback).__name__}")
         if device is not None:
             model.to(device)
+        # The model's input is data: its first layer need not compute dx (as in PyTorch).
+        model.set_needs_input_grad(False)
         self.model, self.loss_fn = model, loss_fn
         self.optimizer, self.scheduler = optimizer, scheduler
         self.callbacks, self.scheduler_interval = callbacks, scheduler_interval
