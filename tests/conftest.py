@@ -13,7 +13,7 @@ from minidl import backend
 
 # CI: no deadline (the machine is shared and noisy), few enough examples that the whole
 # suite runs in minutes on 2 cores. Select with HYPOTHESIS_PROFILE=dev for a deeper run.
-settings.register_profile("ci", deadline=None, max_examples=12, derandomize=True,
+settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=100,
                           suppress_health_check=[HealthCheck.too_slow])
