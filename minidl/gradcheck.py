@@ -267,6 +267,7 @@ def builtin_cases():
         ("MaxPool2d 3 s2 p1", L.MaxPool2d(3, stride=2, padding=1), distinct),
         ("AvgPool2d 2", L.AvgPool2d(2), image),
         ("GlobalAvgPool2d", L.GlobalAvgPool2d(), image),
+        ("GlobalMaxPool2d", L.GlobalMaxPool2d(), distinct),
         ("BatchNorm1d train", L.BatchNorm1d(5), vector),
         ("BatchNorm2d train", L.BatchNorm2d(3), image),
         ("BatchNorm2d eval", batchnorm_eval(), image),

@@ -157,7 +157,7 @@ def test_wrong_input_shape_names_the_layer():
     with pytest.raises(ValueError, match="Conv2d"):
         models.resnet18()(_random_images((2, 1, 16, 16)))  # one channel instead of three
     with pytest.raises(ValueError, match="GlobalMaxPool2d"):
-        models.GlobalMaxPool2d()(_random_images((2, 3)))
+        L.GlobalMaxPool2d()(_random_images((2, 3)))
 
 
 # ----------------------------------------------------------------------------- gradient checks
@@ -285,7 +285,7 @@ def _tie_free(shape, seed):
        width=st.integers(1, 5))
 def test_global_max_pool_gradients_and_values(batch, channels, height, width):
     x = _tie_free((batch, channels, height, width), seed=height * 7 + width)
-    pool = models.GlobalMaxPool2d()
+    pool = L.GlobalMaxPool2d()
     np.testing.assert_array_equal(pool(x), x.max(axis=(2, 3)))
     assert_gradients(pool, x)
 
@@ -293,7 +293,7 @@ def test_global_max_pool_gradients_and_values(batch, channels, height, width):
 def test_global_max_pool_equals_max_pool_over_the_whole_map(xp):
     x = xp.asarray(_tie_free((2, 3, 4, 4), seed=1).astype(np.float32))
     dy = xp.asarray(_float64((2, 3), seed=2).astype(np.float32))
-    ours, reference = models.GlobalMaxPool2d(), L.MaxPool2d(4)
+    ours, reference = L.GlobalMaxPool2d(), L.MaxPool2d(4)
     np.testing.assert_array_equal(minidl.to_numpy(ours(x)), minidl.to_numpy(reference(x)[:, :, 0, 0]))
     np.testing.assert_array_equal(minidl.to_numpy(ours.backward(dy)),
                                   minidl.to_numpy(reference.backward(dy[:, :, None, None])))

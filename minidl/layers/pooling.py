@@ -1,4 +1,4 @@
-"""Pooling: MaxPool2d, AvgPool2d, GlobalAvgPool2d, and loop versions for teaching.
+"""Pooling: MaxPool2d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d; loop versions for teaching.
 
 All take NCHW input ``(N, C, H, W)`` and pool each channel separately; the output is
 ``(N, C, H_out, W_out)`` with ``H_out = floor((H + 2p - k) / s) + 1`` (PyTorch's
@@ -218,4 +218,31 @@ def avg_pool2d_naive(x, kernel_size, stride=None, padding=0):
                        lambda window: window.sum(axis=(2, 3)) / (window.shape[2] * window.shape[3]))
 
 
-__all__ = ["AvgPool2d", "GlobalAvgPool2d", "MaxPool2d", "avg_pool2d_naive", "max_pool2d_naive"]
+class GlobalMaxPool2d(Module):
+    """Max over all spatial positions: x ``(N, C, H, W)`` -> y ``(N, C)``.
+
+    Caches the flat index of each maximum (the first one on ties, like MaxPool2d);
+    backward sends ``dy[n, c]`` to that position and zero elsewhere.
+    Equals ``MaxPool2d(kernel_size=(H, W))`` followed by Flatten, for any input size
+    (the head of the fast CIFAR nets in :mod:`minidl.models.fast`).
+    """
+
+    def forward(self, x):
+        self.check_input(x, "(N, C, H, W)")
+        xp = get_array_module(x)
+        n, c, h, w = x.shape
+        flat = x.reshape(n, c, h * w)
+        argmax = flat.argmax(axis=2)
+        self.save_for_backward(argmax, x.shape)
+        return xp.take_along_axis(flat, argmax[:, :, None], axis=2)[:, :, 0]
+
+    def backward(self, dy):
+        argmax, shape = self.saved_for_backward(dy)
+        xp = get_array_module(dy)
+        n, c, h, w = shape
+        is_max = xp.arange(h * w)[None, None, :] == argmax[:, :, None]  # (N, C, H*W) one-hot
+        return (is_max * dy[:, :, None]).reshape(shape)  # bool * float keeps the float dtype
+
+
+__all__ = ["AvgPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "MaxPool2d", "avg_pool2d_naive",
+           "max_pool2d_naive"]

@@ -11,18 +11,17 @@ Each builder returns a Module; ``model.summary(input_shape)`` prints its layers:
   :func:`resnet34`, :func:`resnet50`, :func:`resnet101`, :func:`custom_resnet`.
 - VGG (:mod:`.vgg`): :func:`vgg11` (VGG-A) with ``batch_norm=True/False``.
 - Fast CIFAR nets (:mod:`.fast`): :func:`resnet9`, :func:`airbench` with
-  :func:`whitening_init`, and the glue layers :class:`Scale`, :class:`GlobalMaxPool2d`.
+  :func:`whitening_init`, and the glue layer :class:`Scale`.
 """
-from .fast import (Airbench, ConvGroup, GlobalMaxPool2d, ResNet9, Scale, airbench, dirac_init,
-                   resnet9, whitening_init)
+from .fast import (Airbench, ConvGroup, ResNet9, Scale, airbench, dirac_init, resnet9,
+                   whitening_init)
 from .mlp import ACTIVATIONS, make_activation, mlp, mnist_cnn, tiny_cnn
 from .resnet import (BasicBlock, Bottleneck, ResNet, custom_resnet, resnet18, resnet34, resnet50,
                      resnet101)
 from .vgg import VGG_A, vgg11
 
 __all__ = [
-    "ACTIVATIONS", "Airbench", "BasicBlock", "Bottleneck", "ConvGroup", "GlobalMaxPool2d",
-    "ResNet", "ResNet9", "Scale", "VGG_A", "airbench", "custom_resnet", "dirac_init",
+    "ACTIVATIONS", "Airbench", "BasicBlock", "Bottleneck", "ConvGroup", "ResNet", "ResNet9", "Scale", "VGG_A", "airbench", "custom_resnet", "dirac_init",
     "make_activation", "mlp", "mnist_cnn", "resnet9", "resnet18", "resnet34", "resnet50",
     "resnet101", "tiny_cnn", "vgg11", "whitening_init",
 ]

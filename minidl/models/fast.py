@@ -7,12 +7,14 @@
   (set by :func:`whitening_init`), three conv -> max-pool -> BN -> GELU groups of widths
   64/256/256 with BatchNorm that learns no scale, then max-pool -> Linear (no bias) x 1/9.
 
-Glue modules used by the heads live here too: :class:`Scale` and :class:`GlobalMaxPool2d`.
+The heads' fixed logit scaling, :class:`Scale`, lives here too; their global max-pool is
+:class:`minidl.layers.GlobalMaxPool2d`.
 """
 import numpy as np
 
 from .. import backend
 from .. import layers as L
+from ..layers import GlobalMaxPool2d
 from ..module import Module
 from .mlp import _check_positive_int
 
@@ -42,32 +44,6 @@ class Scale(Module):
 
     def extra_repr(self):
         return f"{self.multiplier:g}"
-
-
-class GlobalMaxPool2d(Module):
-    """Max over all spatial positions: x ``(N, C, H, W)`` -> y ``(N, C)``.
-
-    Caches the flat index of each maximum (the first one on ties, like MaxPool2d);
-    backward sends ``dy[n, c]`` to that position and zero elsewhere.
-    For a 32x32 CIFAR image both fast nets end on a small map (4x4, 3x3) where this
-    equals ``MaxPool2d(kernel_size=H)`` followed by Flatten; it also works on any size.
-    """
-
-    def forward(self, x):
-        self.check_input(x, "(N, C, H, W)")
-        xp = backend.get_array_module(x)
-        n, c, h, w = x.shape
-        flat = x.reshape(n, c, h * w)
-        argmax = flat.argmax(axis=2)
-        self.save_for_backward(argmax, x.shape)
-        return xp.take_along_axis(flat, argmax[:, :, None], axis=2)[:, :, 0]
-
-    def backward(self, dy):
-        argmax, shape = self.saved_for_backward(dy)
-        xp = backend.get_array_module(dy)
-        n, c, h, w = shape
-        is_max = xp.arange(h * w)[None, None, :] == argmax[:, :, None]  # (N, C, H*W) one-hot
-        return (is_max * dy[:, :, None]).reshape(shape)  # bool * float keeps the float dtype
 
 
 def _conv_bn_relu(in_channels, out_channels):
@@ -249,5 +225,5 @@ def whitening_init(conv, images, eps=5e-4, chunk_size=1024):
     return backend.to_numpy(eigenvalues)
 
 
-__all__ = ["Airbench", "ConvGroup", "GlobalMaxPool2d", "ResNet9", "Scale", "airbench",
+__all__ = ["Airbench", "ConvGroup", "ResNet9", "Scale", "airbench",
            "dirac_init", "resnet9", "whitening_init"]
