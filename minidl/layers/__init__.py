@@ -11,7 +11,8 @@ from .reshape import Flatten, Identity
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
-    "GlobalAvgPool2d", "GlobalMaxPool2d", "Identity", "LeakyReLU", "Linear", "MaxPool2d", "ReLU", "Residual",
+    "GlobalAvgPool2d", "GlobalMaxPool2d", "Identity", "LeakyReLU", "Linear", "MaxPool2d",
+    "ReLU", "Residual",
     "Sequential", "Sigmoid", "Softmax", "Tanh", "avg_pool2d_naive", "col2im", "conv2d_naive",
     "im2col", "max_pool2d_naive",
 ]

@@ -21,7 +21,8 @@ from .resnet import (BasicBlock, Bottleneck, ResNet, custom_resnet, resnet18, re
 from .vgg import VGG_A, vgg11
 
 __all__ = [
-    "ACTIVATIONS", "Airbench", "BasicBlock", "Bottleneck", "ConvGroup", "ResNet", "ResNet9", "Scale", "VGG_A", "airbench", "custom_resnet", "dirac_init",
+    "ACTIVATIONS", "Airbench", "BasicBlock", "Bottleneck", "ConvGroup", "ResNet", "ResNet9",
+    "Scale", "VGG_A", "airbench", "custom_resnet", "dirac_init",
     "make_activation", "mlp", "mnist_cnn", "resnet9", "resnet18", "resnet34", "resnet50",
     "resnet101", "tiny_cnn", "vgg11", "whitening_init",
 ]
