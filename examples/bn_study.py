@@ -205,14 +205,20 @@ def main(argv=None):
         args.step_sizes = [0.05, 0.4]
     cifar_common.setup(args)
 
+    if args.val_size <= 0:
+        p.error("--val-size must be positive: the study tracks validation accuracy")
     train, val, _ = cifar_common.cifar10_splits(args, val_size=args.val_size, smoke_sizes=(12, 8))
     # drop_last: a last batch of one or two images would make the BatchNorm statistics
     # (and so the probes) needlessly noisy.
     train_loader, val_loader, _ = cifar_common.make_loaders(args, train, val, None,
                                                             cifar_common.normalize(),
                                                             drop_last=True)
-    records = [train_configuration(args, batch_norm, lr, train_loader, val_loader)
-               for lr in lrs for batch_norm in (True, False)]
+    first_epoch = train_loader.state_dict()
+    records = []
+    for lr in lrs:
+        for batch_norm in (True, False):
+            train_loader.load_state_dict(first_epoch)  # every network sees the same batches
+            records.append(train_configuration(args, batch_norm, lr, train_loader, val_loader))
 
     out = args.out
     plot_bands(records, lrs, "losses", "loss L(w - eta g)", "loss landscape",

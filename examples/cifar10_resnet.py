@@ -28,7 +28,7 @@ DROPOUT = 0.5
 def build_model(name, width=64):
     """The network ``name`` (a key of REPORTED); ``width`` = channels of the first stage."""
     if name == "custom":
-        return models.custom_resnet(10)
+        return models.custom_resnet(10, width=width)
     depth = models.resnet34 if name == "resnet34" else models.resnet18
     return depth(10, width=2 * width if name == "resnet18_wide" else width,
                  dropout=DROPOUT if name == "resnet18_dropout" else 0.0)
@@ -53,6 +53,8 @@ def main(argv=None):
     model = build_model(args.model, args.width)
     model.summary((3, 32, 32))
 
+    if args.val_size <= 0:
+        p.error("--val-size must be positive: ReduceLROnPlateau watches the validation loss")
     train, val, test = cifar_common.cifar10_splits(args, val_size=args.val_size)
     loaders = cifar_common.make_loaders(args, train, val, test,
                                         cifar_common.standard_augmentation())

@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 import cifar_common
+import minidl
 from minidl import losses, models, optim
 from minidl.optim import lr_scheduler
 
@@ -67,6 +68,7 @@ def variant_config(sweep, variant, args):
 
 
 def run_variant(args, sweep, variant, splits):
+    minidl.seed(args.seed)  # every variant starts from the same weights and data order
     config = variant_config(sweep, variant, args)
     model = models.resnet18(10, width=args.width, activation=config["activation"])
     optimizer = make_optimizer(config["optimizer"], model.parameters(), args.lr,
@@ -117,6 +119,8 @@ def main(argv=None):
     if args.smoke:
         args.epochs, args.batch_size, args.width = 1, 32, 4
     cifar_common.setup(args)
+    if args.val_size <= 0:
+        p.error("--val-size must be positive: ReduceLROnPlateau watches the validation loss")
     splits = cifar_common.cifar10_splits(args, val_size=args.val_size, smoke_sizes=(40, 16))
 
     tables, summary = [], {}

@@ -2,7 +2,8 @@
 
 Every example accepts ``--epochs --batch-size --lr --data-dir --device --seed --out``
 and ``--smoke`` (a few steps on synthetic data, for the test suite), and writes
-``history.json``, ``history.csv``, a curves PNG and ``result.txt`` into ``--out``.
+``NAME_history.json``, ``NAME_history.csv``, ``NAME_curves.png``, ``NAME_result.txt`` and
+``NAME_result.json`` into ``--out``.
 """
 import argparse
 import json
@@ -78,8 +79,7 @@ def mnist_splits(args, val_size=10_000):
     (x_train, y_train), (x_val, y_val) = data.train_val_split(
         x_train, y_train, val_fraction=val_size / len(x_train), seed=args.seed)
     to_float = data.ToFloat()
-    rng = np.random.default_rng(0)
-    return [(to_float(x, rng), y) for x, y in
+    return [(to_float(x), y) for x, y in
             ((x_train, y_train), (x_val, y_val), (x_test, y_test))]
 
 

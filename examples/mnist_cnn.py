@@ -18,8 +18,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     tiny = args.model == "tiny"
     # Per-model defaults: the tiny net needs a larger, scheduled lr to learn in 10 epochs.
-    args.batch_size = args.batch_size or (100 if tiny else 64)
-    args.lr = args.lr or (0.1 if tiny else 0.01)
+    if args.batch_size is None:
+        args.batch_size = 100 if tiny else 64
+    if args.lr is None:
+        args.lr = 0.1 if tiny else 0.01
     common.setup(args)
     train, val, test = common.mnist_splits(args)
     model = tiny_cnn() if tiny else mnist_cnn()

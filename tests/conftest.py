@@ -42,8 +42,3 @@ def _seeded_float32():
     backend.set_default_dtype(np.float32)
     yield
     backend.set_default_dtype(np.float32)
-
-
-def to_xp(xp, array):
-    """Move a NumPy array to the backend under test."""
-    return xp.asarray(array)

@@ -184,9 +184,18 @@ def test_optimizer_of_another_model_is_refused_before_loading(saved):
     path = saved[0]
     model = mlp()
     before = model.state_dict()
-    other_optimizer = SGD(mlp().parameters()[:2], lr=0.1)
+    other_optimizer = Adam(mlp().parameters()[:2], lr=0.1)
     with pytest.raises(CheckpointError, match=r"parameter groups of sizes \[4\].*has \[2\]"):
         load_checkpoint(path, model, other_optimizer)
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], before["0.weight"])
+
+
+def test_optimizer_of_another_class_is_refused_before_loading(saved):
+    path = saved[0]
+    model = mlp()
+    before = model.state_dict()
+    with pytest.raises(CheckpointError, match="holds the state of a Adam, not of this SGD"):
+        load_checkpoint(path, model, SGD(model.parameters(), lr=0.1))
     np.testing.assert_array_equal(model.state_dict()["0.weight"], before["0.weight"])
 
 

@@ -509,3 +509,20 @@ def test_train_val_split_rejects_bad_fractions(n, fraction, message):
     x, y = make_arrays(n)
     with pytest.raises(ValueError, match=f"train_val_split: .*{message}"):
         train_val_split(x, y, fraction, seed=0)
+
+
+def test_state_after_a_peek_resumes_like_the_original():
+    """Peeking one batch abandons that epoch: the saved state is the next epoch's start."""
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20)
+    original = DataLoader(x, y, batch_size=4, shuffle=True, seed=5)
+    next(iter(original))  # a peek, as a student checking shapes would do
+    state = json.loads(json.dumps(original.state_dict()))
+    restored = DataLoader(x, y, batch_size=4, shuffle=True, seed=99)
+    restored.load_state_dict(state)
+    first, second = list(original), list(restored)
+    assert len(first) == len(second) == 5
+    for (xa, ya), (xb, yb) in zip(first, second):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert original.epoch == restored.epoch == 2

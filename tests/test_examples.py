@@ -1,5 +1,6 @@
 """Smoke tests: every example runs end to end for a few steps on synthetic data."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,4 +32,10 @@ def test_example_smoke(tmp_path, script, extra, outputs):
     for name in outputs:
         if name.endswith("_result.json"):
             result = json.loads((tmp_path / name).read_text())
-            assert 0.0 <= result["test_acc"] <= 1.0
+            assert 0.0 <= result["test_acc"] <= 1.0 and math.isfinite(result["test_loss"])
+    if script == "gradcheck_eps.py":  # float64 centered differences agree to ~1e-10
+        errors = json.loads((tmp_path / "gradcheck_eps.json").read_text())
+        assert min(errors["float64"].values()) < 1e-7
+    if script == "mnist_init.py":  # zero init: nothing but the last bias learns
+        history = json.loads((tmp_path / "init_zeros_history.json").read_text())
+        assert all(abs(loss - math.log(10)) < 0.05 for loss in history["train_loss"])

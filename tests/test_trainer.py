@@ -283,8 +283,8 @@ def test_early_stopping_stops_after_patience():
     stopper = EarlyStopping("val_loss", patience=2)
     trainer = small_trainer([stopper], lr=0.0)   # nothing learns: val_loss never improves
     history = trainer.fit(*loaders(), epochs=20)
-    # epoch 1 sets the best; epochs 2, 3 wait; epoch 4 exceeds the patience
-    assert len(history) == 4 and stopper.stopped_epoch == 4 and stopper.best_epoch == 1
+    # epoch 1 sets the best; epochs 2 and 3 do not improve: patience spent, stop (Keras)
+    assert len(history) == 3 and stopper.stopped_epoch == 3 and stopper.best_epoch == 1
 
 
 def test_early_stopping_restores_the_best_weights():
@@ -292,11 +292,11 @@ def test_early_stopping_restores_the_best_weights():
     stopper = EarlyStopping("val_top1", patience=1, min_delta=0.01, restore_best=True)
     assert stopper.mode == "max"
     snapshots = {}
-    for epoch, value in enumerate([0.50, 0.80, 0.805, 0.79], start=1):
+    for epoch, value in enumerate([0.50, 0.80, 0.805], start=1):
         trainer.model.parameters()[0].data += 1.0     # the weights change every epoch
         snapshots[epoch] = weights(trainer.model)
         stopper.on_epoch_end(trainer, epoch, {"val_top1": value})
-        assert trainer.stop_training == (epoch == 4)  # 0.805 is within min_delta of 0.80
+        assert trainer.stop_training == (epoch == 3)  # 0.805 is within min_delta of 0.80
     stopper.on_train_end(trainer)
     assert stopper.best_epoch == 2 and stopper.best == 0.80
     assert_bit_identical(weights(trainer.model), snapshots[2])
@@ -324,12 +324,12 @@ def test_model_checkpoint_every_epoch_during_fit(tmp_path):
 def test_callback_state_is_part_of_the_checkpoint(tmp_path):
     stopper = EarlyStopping("val_loss", patience=3)
     trainer = small_trainer([stopper, ModelCheckpoint(tmp_path / "last.npz")], lr=0.0)
-    trainer.fit(*loaders(), epochs=3)                  # best at epoch 1, then 2 waits
+    trainer.fit(*loaders(), epochs=3)                  # best at epoch 1, then 2 misses
     fresh = EarlyStopping("val_loss", patience=3)
     resumed = small_trainer([fresh, ModelCheckpoint(tmp_path / "last.npz")], lr=0.0)
     history = resumed.fit(*loaders(), epochs=20, resume=tmp_path / "last.npz")
     assert (fresh.best_epoch, fresh.best) == (1, stopper.best)
-    assert len(history) == 5 and fresh.stopped_epoch == 5   # not 3 + 4 epochs later
+    assert len(history) == 4 and fresh.stopped_epoch == 4   # the 3rd miss, not 3 + 3 later
 
 
 @pytest.mark.parametrize("callback", [EarlyStopping("val_loss"),

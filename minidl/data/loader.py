@@ -59,12 +59,16 @@ class DataLoader:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.transform, self.device = transform, device
-        self.rng = _new_generator(seed)
+        # A loader that draws nothing (no shuffle, no transform) takes nothing from
+        # minidl's generator, so creating an evaluation loader shifts no other draw.
+        needs_randomness = shuffle or transform is not None or seed is not None
+        self.rng = _new_generator(seed) if needs_randomness else np.random.default_rng(0)
         self.epoch = 0               # the epoch being iterated, or the next one
         self._batch = 0              # batches already yielded in the current epoch
         self._in_epoch = False
         self._epoch_start_state = None  # rng state before this epoch's permutation
         self._resume = False         # set by load_state_dict: continue, do not restart
+        self._abandoned = False      # the current epoch's iterator was closed early
 
     def __len__(self):
         if self.drop_last:
@@ -92,6 +96,14 @@ class DataLoader:
         return generator.permutation(len(self.x))
 
     def _batches(self, order):
+        try:
+            yield from self._epoch_batches(order)
+        except GeneratorExit:  # the caller stopped early (e.g. peeked one batch)
+            self._abandoned = True
+            raise
+
+    def _epoch_batches(self, order):
+        self._abandoned = False
         while self._batch < len(self):
             start = self._batch * self.batch_size
             indices = order[start:start + self.batch_size]
@@ -111,7 +123,14 @@ class DataLoader:
         self.epoch += 1
 
     def state_dict(self):
-        """JSON-able position: epoch, batches done in it, and the generator's states."""
+        """JSON-able position: epoch, batches done in it, and the generator's states.
+
+        An epoch the caller abandoned part-way (its iterator was closed) is over: the state
+        then describes the start of the next epoch, which is what the next ``iter`` does.
+        """
+        if self._in_epoch and self._abandoned:
+            return {"epoch": self.epoch + 1, "batch": 0, "in_epoch": False,
+                    "rng": copy.deepcopy(self.rng.bit_generator.state), "epoch_start_rng": None}
         return {
             "epoch": self.epoch,
             "batch": self._batch,
@@ -137,7 +156,7 @@ class DataLoader:
         self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self._in_epoch = bool(state["in_epoch"])
         self._epoch_start_state = copy.deepcopy(state["epoch_start_rng"])
-        self._resume = self._in_epoch
+        self._resume, self._abandoned = self._in_epoch, False
 
     def __repr__(self):
         return (f"DataLoader({len(self.x)} samples, batch_size={self.batch_size}, "

@@ -98,7 +98,7 @@ class ToFloat:
         if x.dtype != np.uint8:
             raise TypeError(f"ToFloat: expected uint8 images (0..255), got {x.dtype}; "
                             "is ToFloat applied twice?")
-        out = x.astype(self.dtype or backend.default_dtype())
+        out = x.astype(self.dtype if self.dtype is not None else backend.default_dtype())
         out /= 255
         return out
 

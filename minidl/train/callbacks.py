@@ -115,7 +115,7 @@ class EarlyStopping(Callback):
                 self.best_weights = trainer.model.state_dict()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             trainer.stop_training = True
             if not trainer.quiet:

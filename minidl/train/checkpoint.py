@@ -92,6 +92,9 @@ def _encode(value, key, arrays):
     are not all strings (optimizer state is keyed by parameter index) become
     ``{"__items__": [[k, v], ...]}`` and tuples ``{"__tuple__": [...]}``.
     """
+    if key in arrays:
+        raise TypeError(f"save_checkpoint: two values would be stored under {key!r} "
+                        "(a key containing '/', or both 0 and '0' in one dict)")
     if isinstance(value, np.generic):
         arrays[key] = np.asarray(value)
         return {_SCALAR: key}
@@ -276,6 +279,12 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, r
     model_state = {key[len("model/"):]: value for key, value in arrays.items()
                    if key.startswith("model/")}
 
+    for role, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        saved_class = meta.get(f"{role}_class")
+        if target is not None and saved_class and saved_class != type(target).__name__:
+            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds the state of a "
+                                  f"{saved_class}, not of this {type(target).__name__} "
+                                  f"({role}); nothing was loaded")
     optimizer_state = scheduler_state = None
     if optimizer is not None:
         if meta.get("optimizer") is None:

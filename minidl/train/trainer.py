@@ -175,6 +175,7 @@ class Trainer:
         if device is not None:
             model.to(device)
         # The model's input is data: its first layer need not compute dx (as in PyTorch).
+        # This stays set on the model; model.set_needs_input_grad(True) undoes it.
         model.set_needs_input_grad(False)
         self.model, self.loss_fn = model, loss_fn
         self.optimizer, self.scheduler = optimizer, scheduler
