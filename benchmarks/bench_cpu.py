@@ -50,21 +50,13 @@ NETWORKS = {
 
 # --------------------------------------------------------------------------- the networks
 def minidl_network(name):
-    from minidl import layers as L
+    """The networks the examples train, from the model zoo."""
+    from minidl import models
     if name == "mlp":
-        return L.Sequential(L.Linear(784, 512), L.ReLU(), L.Linear(512, 512), L.ReLU(),
-                            L.Linear(512, 10))
+        return models.mlp([784, 512, 512, 10])
     if name == "cnn":
-        # 3x3 convs with padding 1 keep the size; three 2x2 pools: 28 -> 14 -> 7 -> 3,
-        # so Flatten gives 72 * 3 * 3 = 648 features.
-        return L.Sequential(
-            L.Conv2d(1, 18, 3, padding=1), L.ReLU(),
-            L.Conv2d(18, 36, 3, padding=1), L.ReLU(), L.MaxPool2d(2),
-            L.Conv2d(36, 72, 3, padding=1), L.ReLU(), L.MaxPool2d(2),
-            L.Conv2d(72, 72, 3, padding=1), L.ReLU(), L.MaxPool2d(2),
-            L.Flatten(), L.Linear(648, 750), L.ReLU(), L.Linear(750, 10))
-    from minidl.models import resnet18  # raises ImportError until the models land
-    return resnet18(num_classes=10)
+        return models.mnist_cnn()
+    return models.resnet18(num_classes=10)
 
 
 def torch_network(name, torch):
@@ -201,11 +193,7 @@ def benchmark(name, args, torch):
     draw = np.random.default_rng(0)
     x = draw.standard_normal((batch,) + shape).astype(np.float32)
     y = draw.integers(0, 10, size=batch)
-    try:
-        model = minidl_network(name)
-    except ImportError as error:
-        print(f"{label}: skipped, minidl.models.resnet18 is not importable yet ({error})")
-        return None
+    model = minidl_network(name)
     ours = minidl_step_function(model, x, y)
     theirs = None
     if torch is not None:
