@@ -81,11 +81,6 @@ def device_of(x):
     return "gpu" if get_array_module(x) is not np else "cpu"
 
 
-def xp_for(device=None):
-    """The array module (numpy or cupy) for ``device`` (default: the current device)."""
-    device = _check_device_name(device or current_device())
-    return _cupy if device == "gpu" else np
-
 
 def to_numpy(x):
     """Return ``x`` as a NumPy array (copying from the GPU if needed)."""
@@ -144,3 +139,4 @@ def set_rng_state(state):
     generator = np.random.default_rng()
     generator.bit_generator.state = state
     _state["rng"] = generator
+    _state["gpu_rng"] = None  # re-seeded from the restored CPU generator on next use

@@ -128,8 +128,9 @@ class _Float64Check:
         self.module = module
 
     def __enter__(self):
-        params = self.module.parameters()
-        self.dtype = params[0].data.dtype if params else None
+        arrays = [p.data for p in self.module.parameters()] + [
+            b for _, b in self.module.named_buffers() if b.dtype.kind == "f"]
+        self.dtype = arrays[0].dtype if arrays else None
         self.state = self.module.state_dict()
         self.rng_state = backend.get_rng_state()
         self.input_grad_flags = [(m, m.needs_input_grad) for _, m in self.module.named_modules()]

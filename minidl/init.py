@@ -19,7 +19,7 @@ import numpy as np
 from . import backend
 
 
-def compute_fans(shape, weight_layout="conv"):
+def compute_fans(shape):
     """(fan_in, fan_out) of a weight of ``shape``.
 
     2-D shapes are Linear weights ``(in_features, out_features)``; 4-D shapes are conv

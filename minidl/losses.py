@@ -12,10 +12,10 @@ computing it does not wait for the device. The call caches what ``backward`` nee
 
 Checks (each error names the loss): pred must be a float32/float64 array of the right
 number of axes; targets must have the right dtype and batch size and live on pred's
-device; with ``check_values=True`` (the default) also no NaN/Inf in pred or in float
-targets, and integer class targets in ``[0, K)``. These value checks cost one
-reduction (and on the GPU one wait for the device) per call; pass
-``check_values=False`` to skip them in a tuned training loop.
+device; value checks also refuse NaN/Inf in pred or in float targets, and integer
+class targets outside ``[0, K)``. Those cost one reduction per call and, on the GPU, a
+wait for the device, so ``check_values=None`` (the default) runs them on NumPy only;
+``True`` forces them everywhere, ``False`` skips them.
 
 Classification with the regression-style losses: :class:`BCEWithLogitsLoss`,
 :class:`MSELoss`, :class:`HuberLoss` and :class:`SoftMarginLoss` take, besides float
@@ -24,6 +24,8 @@ indices are one-hot encoded (off value 0, or -1 for SoftMarginLoss), so each of 
 can train a K-class classifier in place of cross-entropy.
 """
 import math
+
+import numpy as np
 
 from .backend import device_of, get_array_module
 from .layers.activations import sigmoid
@@ -39,8 +41,8 @@ class Loss:
 
     pred_name = "predictions"
 
-    def __init__(self, check_values=True):
-        self.check_values = bool(check_values)
+    def __init__(self, check_values=None):
+        self.check_values = None if check_values is None else bool(check_values)
         self._saved = None
 
     @property
@@ -117,9 +119,9 @@ class Loss:
 
         One combined flag, so the GPU is waited for once; details only on failure.
         """
-        if not self.check_values:
-            return
         xp = get_array_module(pred)
+        if self.check_values is False or (self.check_values is None and xp is not np):
+            return
         ok = xp.isfinite(pred).all()
         if num_classes is not None:
             ok = ok & (target.min() >= 0) & (target.max() < num_classes)
@@ -200,7 +202,7 @@ class CrossEntropyLoss(Loss):
 
     pred_name = "logits"
 
-    def __init__(self, label_smoothing=0.0, check_values=True):
+    def __init__(self, label_smoothing=0.0, check_values=None):
         super().__init__(check_values)
         if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
                 or not 0.0 <= label_smoothing <= 1.0:
@@ -316,7 +318,7 @@ class HuberLoss(Loss):
     Gradient: ``clip(d, -delta, delta) / size``.
     """
 
-    def __init__(self, delta=1.0, check_values=True):
+    def __init__(self, delta=1.0, check_values=None):
         super().__init__(check_values)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (
                 math.isfinite(delta) and delta > 0):

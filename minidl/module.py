@@ -18,6 +18,17 @@ import numpy as np
 from . import backend
 
 
+def positive_int(value, label, owner, allow_zero=False):
+    """``value`` as an int, refusing bools, non-integers and values < 1 (< 0 with
+    ``allow_zero``) with an error naming ``owner`` and ``label``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {label} must be an integer, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{owner}: {label} must be {kind} integer, got {value!r}")
+    return int(value)
+
+
 class Param:
     """A trainable array and the gradient accumulated into it.
 
@@ -195,11 +206,9 @@ class Module:
             if key not in state:
                 continue
             current = target.data if kind == "param" else getattr(*target)
-            value = backend.to_device(state[key], backend.device_of(current)).astype(current.dtype)
-            if kind == "param":
-                target.data = value.copy()
-            else:
-                object.__setattr__(target[0], target[1], value.copy())
+            # Written into the existing arrays, so references held elsewhere (an
+            # optimizer, a user's variable) see the loaded values.
+            current[...] = backend.to_device(state[key], backend.device_of(current))
 
     # ------------------------------------------------------------------ forward / backward
     _call_depth = 0  # > 0 while inside another module's forward
@@ -263,7 +272,7 @@ class Module:
             child.drop_saved()
 
     # ------------------------------------------------------------------ input checks
-    def check_input(self, x, expected, channels=None, channel_axis=1):
+    def check_input(self, x, expected, channels=None, channel_axis=1, what="channels"):
         """Raise a clear error unless ``x`` is a float array shaped like ``expected``.
 
         ``expected`` is a shape description such as "(N, C, H, W)"; its number of
@@ -281,17 +290,21 @@ class Module:
             raise ValueError(f"{name}: expected input of shape {expected} ({ndim}-D), "
                              f"got shape {tuple(x.shape)} ({x.ndim}-D)")
         if channels is not None and x.shape[channel_axis] != channels:
-            raise ValueError(f"{name}: expected {channels} channels (axis {channel_axis} of "
+            raise ValueError(f"{name}: expected {channels} {what} (axis {channel_axis} of "
                              f"{expected}), got shape {tuple(x.shape)}")
-        for param in self._params.values():
-            if backend.device_of(param.data) != backend.device_of(x):
+        # The layer's own state (parameters, else float buffers) fixes dtype and device.
+        state = [p.data for p in self._params.values()] + [
+            getattr(self, b) for b in self._buffers if getattr(self, b).dtype.kind == "f"]
+        if state:
+            reference = state[0]
+            if backend.device_of(reference) != backend.device_of(x):
                 raise ValueError(f"{name}: input is on {backend.device_of(x)} but the layer's "
-                                 f"parameters are on {backend.device_of(param.data)}; use "
+                                 f"parameters are on {backend.device_of(reference)}; use "
                                  f"model.to({backend.device_of(x)!r}) or minidl.to_device(x)")
-            if param.data.dtype != x.dtype:
+            if reference.dtype != x.dtype:
                 raise TypeError(f"{name}: input dtype {x.dtype} does not match parameter dtype "
-                                f"{param.data.dtype}; cast the input or call model.to(np.{x.dtype})")
-            break
+                                f"{reference.dtype}; cast the input or call "
+                                f"model.to(np.{x.dtype})")
 
     def _check_finite(self, x):
         """Refuse NaN/Inf at the model's entry (one reduction per step, not per layer).
@@ -318,7 +331,7 @@ class Module:
         first = next(iter(self.parameters()), None)
         xp = backend.get_array_module(first.data) if first is not None else np
         dtype = first.data.dtype if first is not None else backend.default_dtype()
-        was_training = self.training
+        modes = [(module, module.training) for _, module in self.named_modules()]
         recorder = _SummaryRecorder()
         _SummaryRecorder.active = recorder
         try:
@@ -326,7 +339,9 @@ class Module:
             self(xp.zeros((2,) + tuple(input_shape), dtype=dtype))
         finally:
             _SummaryRecorder.active = None
-            self.train(was_training)
+            for module, training in modes:
+                object.__setattr__(module, "training", training)
+            self.drop_saved()
         names = {id(module): name for name, module in self.named_modules()}
         rows = [(f"{names.get(id(module), '?') or '(model)'} ({type(module).__name__})",
                  str(("N",) + out_shape[1:]), module.num_parameters(),

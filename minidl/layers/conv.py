@@ -41,17 +41,10 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import init as initializers
 from ..backend import get_array_module
-from ..module import Module, Param
+from ..module import Module, Param, positive_int
 
 
 # --------------------------------------------------------------------------- helpers
-def _positive_int(value, label, owner, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {label} must be an int, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{owner}: {label} must be {kind} int, got {value!r}")
-    return int(value)
 
 
 def pair(value, label, owner="conv", allow_zero=False):
@@ -59,8 +52,8 @@ def pair(value, label, owner="conv", allow_zero=False):
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{owner}: {label} must be an int or a pair of ints, got {value!r}")
-        return tuple(_positive_int(v, label, owner, allow_zero) for v in value)
-    value = _positive_int(value, label, owner, allow_zero)
+        return tuple(positive_int(v, label, owner, allow_zero) for v in value)
+    value = positive_int(value, label, owner, allow_zero)
     return value, value
 
 
@@ -195,7 +188,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, groups=1, out=None):
     """
     kernel_size, stride, padding, dilation = _normalise_args(kernel_size, stride, padding,
                                                              dilation, "im2col")
-    groups = _positive_int(groups, "groups", "im2col")
+    groups = positive_int(groups, "groups", "im2col")
     if x.ndim != 4 or x.shape[1] % groups:
         raise ValueError(f"im2col: expected x of shape (N, C, H, W) with C divisible by "
                          f"groups={groups}, got shape {tuple(x.shape)}")
@@ -227,7 +220,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1, groups=1
     """
     kernel_size, stride, padding, dilation = _normalise_args(kernel_size, stride, padding,
                                                              dilation, "col2im")
-    groups = _positive_int(groups, "groups", "col2im")
+    groups = positive_int(groups, "groups", "col2im")
     n, c, h, w = (int(v) for v in x_shape)
     out_h, out_w = conv_geometry(x_shape, kernel_size, stride, padding, dilation, "col2im")
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
@@ -317,13 +310,13 @@ class Conv2d(Module):
                  dilation=1, groups=1, bias=True, init="torch_default"):
         super().__init__()
         name = "Conv2d"
-        self.in_channels = _positive_int(in_channels, "in_channels", name)
-        self.out_channels = _positive_int(out_channels, "out_channels", name)
+        self.in_channels = positive_int(in_channels, "in_channels", name)
+        self.out_channels = positive_int(out_channels, "out_channels", name)
         self.kernel_size = pair(kernel_size, "kernel_size", name)
         self.stride = pair(stride, "stride", name)
         self.padding = pair(padding, "padding", name, allow_zero=True)
         self.dilation = pair(dilation, "dilation", name)
-        self.groups = _positive_int(groups, "groups", name)
+        self.groups = positive_int(groups, "groups", name)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"Conv2d: in_channels ({self.in_channels}) and out_channels "
                              f"({self.out_channels}) must both be divisible by groups "

@@ -1,6 +1,6 @@
 """Fully connected layer."""
 from .. import init as initializers
-from ..module import Module, Param
+from ..module import Module, Param, positive_int
 
 
 class Linear(Module):
@@ -16,15 +16,13 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, init="torch_default"):
         super().__init__()
-        for label, value in (("in_features", in_features), ("out_features", out_features)):
-            if int(value) != value or value <= 0:
-                raise ValueError(f"Linear: {label} must be a positive integer, got {value!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = positive_int(in_features, "in_features", "Linear")
+        self.out_features = positive_int(out_features, "out_features", "Linear")
         self.weight = Param(initializers.get(init)((self.in_features, self.out_features)))
         self.bias = Param(initializers.zeros((self.out_features,))) if bias else None
 
     def forward(self, x):
-        self.check_input(x, "(N, in_features)", channels=self.in_features, channel_axis=1)
+        self.check_input(x, "(N, in_features)", channels=self.in_features, what="features")
         self.save_for_backward(x)
         y = x @ self.weight.data
         if self.bias is not None:

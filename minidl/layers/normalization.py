@@ -16,7 +16,7 @@ import math
 
 from .. import init as initializers
 from ..backend import device_of, get_array_module
-from ..module import Module, Param
+from ..module import Module, Param, positive_int
 
 
 class _BatchNorm(Module):
@@ -35,9 +35,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, weight=True):
         super().__init__()
         name = type(self).__name__
-        if isinstance(num_features, bool) or int(num_features) != num_features or num_features <= 0:
-            raise ValueError(f"{name}: num_features must be a positive integer, "
-                             f"got {num_features!r}")
+        num_features = positive_int(num_features, "num_features", name)
         if not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
             raise ValueError(f"{name}: eps must be a positive finite number, got {eps!r}")
         if not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:

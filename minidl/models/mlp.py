@@ -5,6 +5,7 @@ prints one row per layer. Also here: :func:`make_activation`, the name -> layer 
 other model builders share.
 """
 from .. import layers as L
+from ..module import positive_int
 
 #: Activation names accepted by every model builder, with their layer constructors.
 ACTIVATIONS = {
@@ -30,9 +31,7 @@ def make_activation(name):
 
 
 def _check_positive_int(owner, label, value):
-    if isinstance(value, bool) or int(value) != value or value <= 0:
-        raise ValueError(f"{owner}: {label} must be a positive integer, got {value!r}")
-    return int(value)
+    return positive_int(value, label, owner)
 
 
 def _check_probability(owner, value):

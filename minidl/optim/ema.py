@@ -79,8 +79,8 @@ class ExponentialMovingAverage:
         current = self._current(self.model)
         self._check_names(current, "swap")
         for name, array in current.items():
-            live = array.copy()
-            array[...] = self.averages[name]
+            live = backend.to_device(array.copy(), backend.device_of(self.averages[name]))
+            array[...] = backend.to_device(self.averages[name], backend.device_of(array))
             self.averages[name][...] = live
 
     @contextlib.contextmanager

@@ -34,8 +34,8 @@ from ..module import Module, Param
 # Marks a hyper-parameter without a default (SGD's learning rate).
 required = object()
 
-# Group keys that are not hyper-parameters of the update rule but may be stored in a
-# group: a label for the user, and the values learning rate schedulers keep there.
+# A group key that is not a hyper-parameter of the update rule: a label for the user.
+# (Schedulers add their own keys, such as "initial_lr", to existing groups.)
 _EXTRA_GROUP_KEYS = ("name",)
 
 

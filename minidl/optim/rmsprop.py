@@ -47,14 +47,18 @@ class RMSprop(Optimizer):
         square_avg *= alpha
         square_avg += (1.0 - alpha) * (grad * grad)
         if hyper["centered"]:
-            grad_avg = state.setdefault("grad_avg", xp.zeros_like(param.data))
+            if "grad_avg" not in state:
+                state["grad_avg"] = xp.zeros_like(param.data)
+            grad_avg = state["grad_avg"]
             grad_avg *= alpha
             grad_avg += (1.0 - alpha) * grad
             denom = xp.sqrt(square_avg - grad_avg * grad_avg) + hyper["eps"]
         else:
             denom = xp.sqrt(square_avg) + hyper["eps"]
         if momentum > 0:
-            buffer = state.setdefault("momentum_buffer", xp.zeros_like(param.data))
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = xp.zeros_like(param.data)
+            buffer = state["momentum_buffer"]
             buffer *= momentum
             buffer += grad / denom
             param.data -= hyper["lr"] * buffer
