@@ -20,6 +20,7 @@ Run ``python -m minidl.gradcheck`` for a table of every built-in layer's errors.
 import numpy as np
 
 from . import backend
+from .module import Module
 
 #: Tolerances per dtype, in one place. float64 with eps=1e-6 leaves truncation error
 #: ~eps^2 and round-off ~1e-16 * |L| / eps ~ 1e-9 for the small tensors of the tests:
@@ -224,6 +225,38 @@ def check_loss(loss_fn, pred, target, eps=None, rtol=None, atol=None, name=None)
     numeric = numerical_gradient(lambda values: loss_fn(xp.asarray(values), target), host, eps)
     return GradcheckResult(name or type(loss_fn).__name__,
                            {"input": _compare(analytic, numeric, rtol, atol)})
+
+
+class ModelWithLoss(Module):
+    """A model followed by its loss, as one layer with a scalar output.
+
+    forward: ``L = loss_fn(model(x), target)`` (a 0-d array); backward:
+    ``dx = model.backward(dy * loss_fn.backward())``. Parameters are named "model.*".
+    """
+
+    def __init__(self, model, loss_fn, target):
+        super().__init__()
+        self.model, self.loss_fn, self.target = model, loss_fn, target
+
+    def forward(self, x):
+        value = self.loss_fn(self.model(x), self.target)
+        self.save_for_backward(True)
+        return backend.get_array_module(x).asarray(value, dtype=x.dtype).reshape(())
+
+    def backward(self, dy):
+        self.saved_for_backward(dy)
+        return self.model.backward(self.loss_fn.backward() * dy)
+
+
+def check_model_with_loss(model, loss_fn, x, target, **kwargs):
+    """Gradient check of a whole network end to end through its loss.
+
+    Compares ``model.backward(loss_fn.backward())`` with finite differences of the
+    scalar ``loss_fn(model(x), target)`` for the input and every parameter (names
+    prefixed "model."). ``target`` is used as given (integer class labels stay integers).
+    """
+    kwargs.setdefault("name", f"{type(model).__name__} + {type(loss_fn).__name__}")
+    return check_layer(ModelWithLoss(model, loss_fn, target), x, **kwargs)
 
 
 def assert_gradients(layer, x, dy=None, **kwargs):
