@@ -29,6 +29,7 @@ import numpy as np
 
 from .backend import device_of, get_array_module
 from .layers.activations import sigmoid
+from .module import require_float_array
 
 
 class Loss:
@@ -76,12 +77,7 @@ class Loss:
     # ------------------------------------------------------------------ checks
     def _check_pred(self, pred, expected):
         """pred must be a float array; ``expected`` "(N, K)" fixes 2-D, "(N, ...)" allows any."""
-        if not hasattr(pred, "shape") or not hasattr(pred, "dtype"):
-            raise TypeError(f"{self.name}: expected {self.pred_name} as an array of shape "
-                            f"{expected}, got {type(pred).__name__}")
-        if pred.dtype.kind != "f" or pred.dtype.itemsize < 4:
-            raise TypeError(f"{self.name}: expected {self.pred_name} of dtype float32 or float64, "
-                            f"got {pred.dtype}")
+        require_float_array(self.name, pred, expected, what=self.pred_name)
         fixed_ndim = "..." not in expected
         ndim = len(expected.strip("()").split(","))
         if (fixed_ndim and pred.ndim != ndim) or pred.ndim < 1:

@@ -29,6 +29,17 @@ def positive_int(value, label, owner, allow_zero=False):
     return int(value)
 
 
+def require_float_array(owner, x, expected, what="input"):
+    """Raise TypeError unless ``x`` is a float32/float64 array (the one dtype rule of
+    every layer and loss: no silent casts of ints, bools, uint8 or float16)."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{owner}: expected {what} as an array of shape {expected}, "
+                        f"got {type(x).__name__}")
+    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        raise TypeError(f"{owner}: expected a float32 or float64 array as {what}, got dtype "
+                        f"{x.dtype}; convert first, e.g. x.astype(np.float32) / 255 for images")
+
+
 class Param:
     """A trainable array and the gradient accumulated into it.
 
@@ -281,11 +292,7 @@ class Module:
         """
         name = type(self).__name__
         ndim = len(expected.strip("()").split(","))
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{name}: expected an array of shape {expected}, got {type(x).__name__}")
-        if x.dtype.kind != "f" or x.dtype.itemsize < 4:
-            raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}; "
-                            "convert first, e.g. x.astype(np.float32) / 255 for images")
+        require_float_array(name, x, expected)
         if x.ndim != ndim:
             raise ValueError(f"{name}: expected input of shape {expected} ({ndim}-D), "
                              f"got shape {tuple(x.shape)} ({x.ndim}-D)")

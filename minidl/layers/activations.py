@@ -11,17 +11,13 @@ used by the exact GELU.
 import math
 
 from ..backend import get_array_module
-from ..module import Module
+from ..module import Module, require_float_array
 
 
 def check_float_input(module, x, expected="(N, ...)"):
     """Raise a clear error unless ``x`` is a float32/float64 array with at least one axis."""
     name = type(module).__name__
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name}: expected an array of shape {expected}, got {type(x).__name__}")
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}; "
-                        "convert first, e.g. x.astype(np.float32)")
+    require_float_array(name, x, expected)
     if x.ndim < 1:
         raise ValueError(f"{name}: expected input of shape {expected} (at least 1-D), "
                          f"got a 0-D array")
