@@ -37,7 +37,7 @@ import numpy as np
 import cifar_common
 import minidl
 from minidl import losses, models, optim
-from minidl.train import Trainer
+from minidl.train import Trainer, new_figure
 
 
 def global_norm(arrays):
@@ -112,11 +112,7 @@ def train_configuration(args, batch_norm, lr, train_loader, val_loader):
 
 
 def _figure(columns):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.5 * columns, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
+    figure = new_figure(5.5 * columns, 4.2)
     axes = figure.subplots(1, columns, squeeze=False)[0]
     return figure, axes
 

@@ -26,6 +26,7 @@ import cifar_common
 import minidl
 from minidl import losses, models, optim
 from minidl.optim import lr_scheduler
+from minidl.train import new_figure
 
 #: sweep -> [(variant, reported test top-1 % after 25 epochs)]
 REPORTED = {
@@ -84,11 +85,7 @@ def run_variant(args, sweep, variant, splits):
 
 def plot_sweep(sweep, results, path):
     """Validation top-1 per epoch of every variant of one sweep."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.5, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
+    figure = new_figure(6.5, 4.2)
     axes = figure.subplots()
     for variant, result in results.items():
         history = result["history"]

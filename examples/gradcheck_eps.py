@@ -16,6 +16,7 @@ import common
 import minidl
 from minidl import layers as L, losses
 from minidl.models import mlp
+from minidl.train import new_figure
 
 N_VALUES = [k * 10 ** i for i in range(6) for k in (1, 5)]
 
@@ -68,11 +69,8 @@ def main(argv=None):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     for dtype, differences in results.items():
         ax.loglog(list(differences), list(differences.values()), marker="o", label=dtype)
     ax.set(xlabel="N (eps = 1/N)", ylabel="max |analytic - finite difference|",
@@ -80,8 +78,7 @@ def plot(results, path):
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path)
     print(f"wrote {path}")
 
 

@@ -9,6 +9,7 @@ import os
 import common
 import minidl
 from minidl.models import mlp
+from minidl.train import new_figure
 
 INITIALIZERS = {
     "zeros": "zeros",
@@ -32,11 +33,8 @@ def main(argv=None):
 
 
 def plot(histories, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(10, 4)
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = range(1, len(history["train_loss"]) + 1)
         ax_loss.plot(epochs, history["train_loss"], marker="o", label=name)
@@ -47,8 +45,7 @@ def plot(histories, path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path)
     print(f"wrote {path}")
 
 

@@ -27,7 +27,7 @@ import cifar_common
 import minidl
 from minidl import layers as L
 from minidl import models, optim
-from minidl.train import accuracy, confusion_matrix, load_weights
+from minidl.train import accuracy, confusion_matrix, load_weights, new_figure
 
 MODELS = sorted(cifar10_resnet.REPORTED) + ["airbench", "resnet9"]
 
@@ -59,22 +59,13 @@ def first_conv(model):
     raise ValueError(f"visualize: {type(model).__name__} has no Conv2d layer")
 
 
-def _figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def plot_filters(conv, path, max_filters=64):
     """Each filter ``(3, kh, kw)`` of the first conv as an RGB image, min-max scaled on its own."""
     weight = minidl.to_numpy(conv.weight.data)[:max_filters]
     count, in_channels = weight.shape[:2]
     columns = int(np.ceil(np.sqrt(count)))
     rows = int(np.ceil(count / columns))
-    figure = _figure(columns * 0.9, rows * 0.9 + 0.5)
+    figure = new_figure(columns * 0.9, rows * 0.9 + 0.5)
     axes = figure.subplots(rows, columns, squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -124,7 +115,7 @@ def stage_outputs(model, x):
 
 def plot_feature_maps(image_uint8, label, stages, path, channels=8):
     rows = len(stages) + 1
-    figure = _figure(channels * 1.2, rows * 1.35)
+    figure = new_figure(channels * 1.2, rows * 1.35)
     axes = figure.subplots(rows, channels, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -140,7 +131,7 @@ def plot_feature_maps(image_uint8, label, stages, path, channels=8):
 
 
 def plot_confusion(matrix, path, classes):
-    figure = _figure(7.5, 6.5)
+    figure = new_figure(7.5, 6.5)
     ax = figure.subplots()
     fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     shown = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)

@@ -13,12 +13,12 @@ from .checkpoint import (CheckpointError, load_checkpoint, load_weights, save_ch
                          save_weights)
 from .history import History
 from .metrics import accuracy, confusion_matrix, topk_correct
-from .plotting import plot_history
+from .plotting import new_figure, plot_history
 from .trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "Callback", "CheckpointError", "EarlyStopping", "History", "LambdaCallback",
     "ModelCheckpoint", "NonFiniteLossError", "Trainer", "accuracy", "confusion_matrix",
-    "load_checkpoint", "load_weights", "plot_history", "save_checkpoint", "save_weights",
+    "load_checkpoint", "load_weights", "new_figure", "plot_history", "save_checkpoint", "save_weights",
     "topk_correct",
 ]

@@ -7,6 +7,19 @@ works on servers without a display and does not disturb a notebook's own backend
 import os
 
 
+def new_figure(width, height, dpi=110):
+    """A matplotlib ``Figure`` on the Agg canvas (no pyplot, no backend switch).
+
+    Add axes with ``figure.subplots(...)``; write it with ``figure.savefig(path)``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def plot_history(history, path, title=None):
     """Save two panels to ``path`` (PNG): loss, and accuracy in percent.
 
@@ -14,9 +27,6 @@ def plot_history(history, path, title=None):
     markers) when the history has it. ``history`` is a :class:`~minidl.train.History`
     or its ``to_dict()``. Returns ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from .history import History
 
     if isinstance(history, dict):
@@ -25,8 +35,7 @@ def plot_history(history, path, title=None):
         raise ValueError("plot_history: the history is empty (no epoch finished)")
     epochs = history["epoch"]
 
-    figure = Figure(figsize=(11, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
+    figure = new_figure(11, 4.2)
     loss_axes, accuracy_axes = figure.subplots(1, 2)
 
     def draw(axes, column, label, style, scale=1.0):
