@@ -16,7 +16,6 @@ Outputs of a run named ``NAME`` in ``--out``: ``NAME_history.json``, ``NAME_hist
 ``NAME_result.txt`` (one line: test top-1 and top-5, epochs, seconds, device), and
 ``NAME_weights.npz`` (for ``visualize.py --weights``).
 """
-import json
 import os
 import time
 
@@ -25,7 +24,7 @@ import numpy as np
 import common
 import minidl
 from minidl import data, losses
-from minidl.train import Trainer, plot_history, save_weights
+from minidl.train import Trainer, save_weights
 
 CLASSES = data.CIFAR10_CLASSES
 #: Per-channel mean and std of the 50,000 CIFAR-10 training images, pixel values in [0, 1].
@@ -175,10 +174,6 @@ def run(args, model, optimizer, name, train_loader, val_loader, test_loader, sch
 def report(args, name, history, test_metrics, seconds, model, extra=None, plot=True):
     """Write history (JSON, CSV), curves (unless ``plot`` is False) and the result files;
     print the result line. ``test_metrics``: ``{"loss", "top1", "top5"}``."""
-    history.to_json(os.path.join(args.out, f"{name}_history.json"))
-    history.to_csv(os.path.join(args.out, f"{name}_history.csv"))
-    if plot:
-        plot_history(history, os.path.join(args.out, f"{name}_curves.png"), title=name)
     epochs = len(history)
     result = {
         "experiment": name, "epochs": epochs, "data": data_description(args),
@@ -189,7 +184,7 @@ def report(args, name, history, test_metrics, seconds, model, extra=None, plot=T
         # train_seconds: what the caller timed (run(): fit, per-epoch validation included).
         "params": model.num_parameters(), "train_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(epochs, 1), 2),
-        "device": minidl.current_device(), "machine": machine_description(),
+        "device": minidl.current_device(), "machine": common.machine_description(),
     }
     # test_acc: the key every example's result.json shares (the smoke tests read it).
     result["test_acc"] = result["test_top1"]
@@ -198,17 +193,11 @@ def report(args, name, history, test_metrics, seconds, model, extra=None, plot=T
     line = (f"{name}: test top-1 {100 * result['test_top1']:.2f} %, top-5 {100 * top5:.2f} % "
             f"(top-5 error {100 * (1 - top5):.2f} %), {epochs} epochs in {seconds:.0f} s "
             f"({result['seconds_per_epoch']} s/epoch) on {result['machine']}, {result['data']}")
-    print(line, flush=True)
-    with open(os.path.join(args.out, f"{name}_result.txt"), "w") as handle:
-        handle.write(line + "\n")
-    with open(os.path.join(args.out, f"{name}_result.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
+    common.write_outputs(args.out, name, history, result, line, plot=plot)
     return result
 
 
-def machine_description():
-    """The GPU's name, or the CPU's architecture and core count."""
-    return common.machine_description()
+machine_description = common.machine_description  # the scripts' one-stop import
 
 
 def data_description(args):

@@ -112,9 +112,6 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
     seconds = time.perf_counter() - start
     train_metrics = trainer.evaluate(train_loader)
     test_metrics = trainer.evaluate(test_loader)
-    history.to_json(os.path.join(args.out, f"{name}_history.json"))
-    history.to_csv(os.path.join(args.out, f"{name}_history.csv"))
-    plot_history(history, os.path.join(args.out, f"{name}_curves.png"))
     result = {
         "experiment": name, "epochs": epochs,
         "train_acc": train_metrics["top1"],
@@ -127,12 +124,22 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
             f"(train {100 * result['train_acc']:.2f} %, val "
             f"{100 * (result['val_acc'] or 0):.2f} %), {epochs} epochs in {seconds:.0f} s "
             f"on {result['machine']}")
-    print(line)
-    with open(os.path.join(args.out, f"{name}_result.txt"), "w") as f:
-        f.write(line + "\n")
-    with open(os.path.join(args.out, f"{name}_result.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_outputs(args.out, name, history, result, line)
     return result
+
+
+def write_outputs(out, name, history, result, line, plot=True):
+    """Write ``NAME_history.json/csv``, ``NAME_curves.png`` (if ``plot``) and the
+    one-line result as ``NAME_result.txt`` and ``NAME_result.json``; print the line."""
+    history.to_json(os.path.join(out, f"{name}_history.json"))
+    history.to_csv(os.path.join(out, f"{name}_history.csv"))
+    if plot:
+        plot_history(history, os.path.join(out, f"{name}_curves.png"), title=name)
+    print(line, flush=True)
+    with open(os.path.join(out, f"{name}_result.txt"), "w") as f:
+        f.write(line + "\n")
+    with open(os.path.join(out, f"{name}_result.json"), "w") as f:
+        json.dump(result, f, indent=2)
 
 
 def machine_description():
