@@ -18,6 +18,7 @@ LOGS="${OUT:-gpu_logs}"
 RUNS="${RUNS:-/tmp/minidl_gpu_runs}"
 mkdir -p "$LOGS" "$RUNS"
 export PYTHONUNBUFFERED=1
+PY="$(command -v python || command -v python3)"  # the GPU image has only python3
 # The examples import minidl from this checkout, installed or not.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 BENCH_ARGS="${BENCH_ARGS:---steps 20 --warmup 5}"
@@ -41,7 +42,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NA
 {
   echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
-  python -c "import minidl, numpy; c = minidl.backend.cupy_module(); print('numpy', numpy.__version__, '| cupy', getattr(c, '__version__', None), '| gpu_available', minidl.gpu_available())"
+  "$PY" -c "import minidl, numpy; c = minidl.backend.cupy_module(); print('numpy', numpy.__version__, '| cupy', getattr(c, '__version__', None), '| gpu_available', minidl.gpu_available())"
 } 2>&1 | tee "$LOGS/summary.log"
 
 if [ -n "${CIFAR_BUILD:-}" ]; then
@@ -50,25 +51,25 @@ if [ -n "${CIFAR_BUILD:-}" ]; then
 fi
 
 parallel=()
-if python -c "import xdist" 2>/dev/null; then parallel=(-n 8); fi
-step tests "${TESTS_LIMIT:-200}" python -m pytest -q -rs -p no:cacheprovider "${parallel[@]}"
+if "$PY" -c "import xdist" 2>/dev/null; then parallel=(-n 8); fi
+step tests "${TESTS_LIMIT:-200}" "$PY" -m pytest -q -rs -p no:cacheprovider "${parallel[@]}"
 
 if [ -n "${CIFAR_DIR:-}" ]; then
   [ -n "${build_pid:-}" ] && wait "$build_pid"
   # shellcheck disable=SC2086
-  step cifar10_fast "${FAST_LIMIT:-200}" python examples/cifar10_fast.py --device gpu \
+  step cifar10_fast "${FAST_LIMIT:-200}" "$PY" examples/cifar10_fast.py --device gpu \
     --data-dir "$CIFAR_DIR" --out "$RUNS/fast" $FAST_ARGS
-  if python -c "import torch" 2>/dev/null; then
-    step airbench_torch "${TORCH_LIMIT:-90}" python benchmarks/airbench_torch.py \
+  if "$PY" -c "import torch" 2>/dev/null; then
+    step airbench_torch "${TORCH_LIMIT:-90}" "$PY" benchmarks/airbench_torch.py \
       --data-dir "$CIFAR_DIR"
   fi
 fi
 
 # shellcheck disable=SC2086
-step bench_gpu "${BENCH_LIMIT:-120}" python benchmarks/bench_gpu.py $BENCH_ARGS
+step bench_gpu "${BENCH_LIMIT:-120}" "$PY" benchmarks/bench_gpu.py $BENCH_ARGS
 
 if [ -n "${CIFAR_DIR:-}" ] && [ "$RESNET_EPOCHS" -gt 0 ]; then
-  step cifar10_resnet "${RESNET_LIMIT:-150}" python examples/cifar10_resnet.py --device gpu \
+  step cifar10_resnet "${RESNET_LIMIT:-150}" "$PY" examples/cifar10_resnet.py --device gpu \
     --data-dir "$CIFAR_DIR" --epochs "$RESNET_EPOCHS" --out "$RUNS/resnet"
 fi
 

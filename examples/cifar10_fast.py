@@ -200,14 +200,20 @@ def evaluate(model, loader, loss_fn, tta=0):
 
 
 # ---------------------------------------------------------------------------- training
-def warm_up_device(build_model, batch):
-    """One untimed forward/backward of a throwaway model, so that CuPy compiles its
-    kernels and cuBLAS initialises outside the timed region (what torch.compile
-    warm-up runs are for in airbench)."""
-    model = build_model()
-    model.to(minidl.current_device())
-    logits = model(batch)
-    model.backward(minidl.get_array_module(logits).ones_like(logits) / logits.size)
+def warm_up_device(recipe, train_loader, every):
+    """One untimed training step of a throwaway ``recipe``, so that CuPy compiles
+    every kernel of a step (augmentation, forward, loss, backward, optimizer, lookahead)
+    and cuBLAS initialises outside the timed region (what torch.compile warm-up runs
+    are for in airbench). Ends when the device has finished."""
+    xb, yb = next(iter(train_loader))
+    logits = recipe.model(xb)
+    loss = recipe.loss_fn(logits, yb)
+    recipe.model.backward(recipe.loss_fn.backward())
+    recipe.optimizer.step()
+    recipe.scheduler.step()
+    if recipe.after_step is not None:
+        recipe.after_step(every)
+    float(loss + topk_correct(logits, yb, (1, 5)).sum())  # waits for the device
 
 
 def train(args, model, loss_fn, optimizer, scheduler, train_loader, test_loader,
@@ -284,19 +290,23 @@ def main(argv=None):
         p.error(f"--batch-size {args.batch_size} exceeds the {len(train_images)} training images")
     total_steps = args.epochs * steps_per_epoch
 
+    def make_recipe():
+        if args.recipe == "airbench":
+            return airbench_recipe(args, hp, train_images, total_steps)
+        return resnet9_recipe(args, hp, total_steps)
+
+    if minidl.current_device() == "gpu":
+        throwaway = make_recipe()
+        warm_up_loader, _, _ = cifar_common.make_loaders(
+            args, train_split, None, None, throwaway.augment, drop_last=True)
+        warm_up_device(throwaway, warm_up_loader, hp.get("lookahead_every", 1))
     start = time.perf_counter()
-    if args.recipe == "airbench":
-        recipe = airbench_recipe(args, hp, train_images, total_steps)
-    else:
-        recipe = resnet9_recipe(args, hp, total_steps)
+    recipe = make_recipe()
     setup_seconds = time.perf_counter() - start
     model = recipe.model
     model.summary((3, 32, 32))
     train_loader, _, test_loader = cifar_common.make_loaders(
         args, train_split, None, test_split, recipe.augment, eval_batch_size=1000, drop_last=True)
-    if minidl.current_device() == "gpu":
-        build = models.airbench if args.recipe == "airbench" else models.resnet9
-        warm_up_device(build, next(iter(test_loader))[0][:args.batch_size])
 
     print(f"{args.recipe}: {model.num_parameters():,} parameters, {len(train_images)} training "
           f"images, batch {args.batch_size}, {args.epochs} epochs ({total_steps} steps), "

@@ -29,6 +29,8 @@ _state = {
     "dtype": np.dtype(np.float32),
     "rng": np.random.default_rng(0),
     "gpu_rng": None,
+    "gpu_seed": None,
+    "gpu_count": None,
 }
 
 
@@ -36,10 +38,12 @@ def gpu_available():
     """True when CuPy imports and sees at least one GPU."""
     if _cupy is None:
         return False
-    try:
-        return _cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    if _state["gpu_count"] is None:  # asked once: to_device checks it on every call
+        try:
+            _state["gpu_count"] = _cupy.cuda.runtime.getDeviceCount()
+        except Exception:
+            _state["gpu_count"] = 0
+    return _state["gpu_count"] > 0
 
 
 def cupy_module():
@@ -113,7 +117,8 @@ def set_default_dtype(dtype):
 def seed(n):
     """Seed every random draw in minidl (init, dropout, shuffling, augmentation)."""
     _state["rng"] = np.random.default_rng(n)
-    _state["gpu_rng"] = _cupy.random.default_rng(n) if gpu_available() else None
+    # The GPU generator is made on first use (see rng): building one costs a GPU allocation.
+    _state["gpu_rng"], _state["gpu_seed"] = None, n
 
 
 def rng(xp=np):
@@ -125,7 +130,10 @@ def rng(xp=np):
     if xp is np:
         return _state["rng"]
     if _state["gpu_rng"] is None:
-        _state["gpu_rng"] = xp.random.default_rng(int(_state["rng"].integers(2**31)))
+        gpu_seed = _state["gpu_seed"]
+        if gpu_seed is None:
+            gpu_seed = int(_state["rng"].integers(2**31))
+        _state["gpu_rng"] = xp.random.default_rng(gpu_seed)
     return _state["gpu_rng"]
 
 
@@ -139,4 +147,5 @@ def set_rng_state(state):
     generator = np.random.default_rng()
     generator.bit_generator.state = state
     _state["rng"] = generator
-    _state["gpu_rng"] = None  # re-seeded from the restored CPU generator on next use
+    # re-seeded from the restored CPU generator on next use
+    _state["gpu_rng"], _state["gpu_seed"] = None, None
