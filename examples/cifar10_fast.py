@@ -115,7 +115,7 @@ class ScheduledLookahead:
 
 def airbench_recipe(args, hp, train_images, total_steps):
     """Everything the airbench recipe trains with (see :func:`main` for its use)."""
-    model = models.airbench(10, widths=(16, 32, 32) if args.smoke else (64, 256, 256))
+    model = models.airbench(10, widths=(16, 32, 32) if args.smoke else args.widths)
     model.to(minidl.current_device())
     # The whitening conv sees the images the net will see: normalised, not augmented.
     sample = train_images[:hp["whitening_images"]]
@@ -273,7 +273,16 @@ def main(argv=None):
                         "(default: 2 for airbench, 1 for resnet9)")
     p.add_argument("--target", type=float, default=0.94, help="test accuracy to time (fraction)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate the test set every k epochs")
+    p.add_argument("--widths", default="64,256,256",
+                   help="airbench's three block widths (airbench94: 64,256,256)")
     args = p.parse_args(argv)
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or min(widths) <= 0:
+        p.error(f"--widths must be three positive integers like 64,256,256, got {args.widths!r}")
+    args.widths = widths
     hp = dict(AIRBENCH if args.recipe == "airbench" else RESNET9)
     for key in ("epochs", "batch_size", "lr", "tta"):
         if getattr(args, key) is None:
