@@ -102,15 +102,19 @@ class ScheduledLookahead:
     def __init__(self, model, total_steps, every=5):
         self.ema = optim.ExponentialMovingAverage(model, decay=0.0, average_buffers=True)
         self.total_steps, self.every = total_steps, every
+        self.updated = False
 
     def after_step(self, step):
         if step % self.every == 0:
             self.ema.decay = 0.95 ** 5 * (step / self.total_steps) ** 3
             self.ema.update()
             self.ema.copy_to()
+            self.updated = True
 
     def finish(self):
-        self.ema.copy_to()
+        # A run shorter than ``every`` steps never updated the slow copy: keep the model.
+        if self.updated:
+            self.ema.copy_to()
 
 
 def airbench_recipe(args, hp, train_images, total_steps):

@@ -98,6 +98,8 @@ def cifar10_splits(args, val_size=5000, smoke_sizes=(128, 64)):
             x_train, y_train, val_fraction=val_size / len(x_train), seed=args.seed)
     train = _random_subset(x_train, y_train, args.subset, args.seed)
     test = _random_subset(x_test, y_test, args.test_subset, args.seed + 1)
+    # What the result line reports (see data_description).
+    args.split_sizes = (len(train[0]), 0 if val is None else len(val[0]), len(test[0]))
     return train, val, test
 
 
@@ -201,11 +203,18 @@ machine_description = common.machine_description  # the scripts' one-stop import
 
 
 def data_description(args):
+    """E.g. "CIFAR-10 (45,000 train / 5,000 val / 10,000 test images)", from the sizes
+    :func:`cifar10_splits` recorded (the flags, if it has not run)."""
     if args.smoke:
         return "synthetic smoke data"
-    train = f"{args.subset} train images" if args.subset else "full train set"
-    test = f"{args.test_subset} test images" if args.test_subset else "10,000 test images"
-    return f"CIFAR-10 ({train}, {test})"
+    sizes = getattr(args, "split_sizes", None)
+    if sizes is None:
+        train = f"{args.subset} train images" if args.subset else "full train set"
+        test = f"{args.test_subset} test images" if args.test_subset else "10,000 test images"
+        return f"CIFAR-10 ({train}, {test})"
+    train, val, test = sizes
+    val_text = f" / {val:,} val" if val else ""
+    return f"CIFAR-10 ({train:,} train{val_text} / {test:,} test images)"
 
 
 def markdown_table(header, rows):
