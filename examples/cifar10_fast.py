@@ -22,12 +22,14 @@ loss (see :func:`airbench_optimizer`), ResNet-9's peak learning rate 0.4.
     python examples/cifar10_fast.py                     # airbench recipe
     python examples/cifar10_fast.py --recipe resnet9
     python examples/cifar10_fast.py --device gpu        # the recipes were made for a GPU
+    python examples/cifar10_fast.py --widths 128,384,384 --epochs 20   # wider, longer
     python examples/cifar10_fast.py --epochs 1 --subset 5000 --test-subset 1000  # CPU, minutes
 
 As in the speed-run literature the model trains on all 50,000 training images and the
 test set is evaluated after every epoch (the ``val_*`` columns of the history hold
 these test numbers, without test-time augmentation); the final line uses the TTA. The
-printed training time excludes these evaluations but includes the whitening init; the
+printed training time excludes these evaluations but includes the whitening init (on
+the GPU, one untimed throwaway step first compiles CuPy's kernels); the
 "time to 94 %" is the training time at the end of the first epoch whose test accuracy
 reached the target (or of the final evaluation with TTA).
 """

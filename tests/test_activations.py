@@ -3,11 +3,17 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+import minidl
 from minidl import layers as L
 from minidl.gradcheck import assert_gradients
 from minidl.layers.activations import erf, normal_cdf
+
+# The xp fixture only names an array module (no state), so sharing it across the
+# examples of one hypothesis test is safe.
+stateless_xp = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).filter(
     lambda s: int(np.prod(s)) <= 32)
@@ -23,34 +29,37 @@ def away_from_kink(shape, seed, margin=0.1):
 
 
 @pytest.mark.parametrize("make", SMOOTH, ids=["Sigmoid", "Tanh", "GELU", "GELU-tanh"])
+@stateless_xp
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_smooth_activation_gradients(make, shape, seed):
+def test_smooth_activation_gradients(xp, make, shape, seed):
     x = 3 * np.random.default_rng(seed).standard_normal(shape)
     # dy from another stream than x (dy = x would hide errors)
-    assert_gradients(make(), x, seed=seed + 1)
+    assert_gradients(make(), xp.asarray(x), seed=seed + 1)
 
 
 @pytest.mark.parametrize("make", KINKED, ids=["ReLU", "LeakyReLU", "ELU", "ELU-0.5"])
+@stateless_xp
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_kinked_activation_gradients(make, shape, seed):
+def test_kinked_activation_gradients(xp, make, shape, seed):
     # dy from another stream than x (dy = x would hide errors)
-    assert_gradients(make(), away_from_kink(shape, seed), seed=seed + 1)
+    assert_gradients(make(), xp.asarray(away_from_kink(shape, seed)), seed=seed + 1)
 
 
+@stateless_xp
 @given(shape=shapes, seed=st.integers(0, 2**16), data=st.data())
-def test_softmax_gradients_on_any_axis(shape, seed, data):
+def test_softmax_gradients_on_any_axis(xp, shape, seed, data):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
     x = 2 * np.random.default_rng(seed).standard_normal(shape)
     # dy from another stream than x (dy = x would hide errors)
-    assert_gradients(L.Softmax(axis=axis), x, seed=seed + 1)
+    assert_gradients(L.Softmax(axis=axis), xp.asarray(x), seed=seed + 1)
 
 
-def test_gelu_gradient_across_erf_branch_points_and_tails():
+def test_gelu_gradient_across_erf_branch_points_and_tails(xp):
     # |x| = sqrt(2) is where erf switches rational approximation; +-12 is deep in the tails.
     s = math.sqrt(2)
     x = np.array([[-12.0, -s - 1e-3, -s, -s + 1e-3, -1e-4, 0.0],
                   [1e-4, s - 1e-3, s, s + 1e-3, 6.0, 12.0]])
-    assert_gradients(L.GELU(), x)
+    assert_gradients(L.GELU(), xp.asarray(x))
 
 
 def test_erf_and_normal_cdf_match_math():
@@ -75,14 +84,15 @@ def test_known_values():
                                rtol=1e-15, atol=1e-17)
 
 
+@stateless_xp
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), seed=st.integers(0, 2**16),
        scale=st.sampled_from([1.0, 100.0, 1e4]))
-def test_softmax_sums_to_one_and_is_shift_invariant(shape, seed, scale):
-    x = scale * np.random.default_rng(seed).standard_normal(shape)
-    y = L.Softmax()(x)
+def test_softmax_sums_to_one_and_is_shift_invariant(xp, shape, seed, scale):
+    x = xp.asarray(scale * np.random.default_rng(seed).standard_normal(shape))
+    y = minidl.to_numpy(L.Softmax()(x))
     assert np.all(np.isfinite(y)) and np.all(y >= 0)
     np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(L.Softmax()(x + 1234.5), y, atol=1e-9)
+    np.testing.assert_allclose(minidl.to_numpy(L.Softmax()(x + 1234.5)), y, atol=1e-9)
 
 
 ALL = [L.ReLU, L.LeakyReLU, L.ELU, L.GELU, lambda: L.GELU(approximate="tanh"), L.Sigmoid,
@@ -104,12 +114,14 @@ def test_extreme_inputs_are_finite_without_warnings(make, dtype, xp):
     assert bool(xp.isfinite(y).all()) and bool(xp.isfinite(dx).all())
 
 
-def test_tail_limits():
-    x = np.array([-1e4, 1e4])
-    np.testing.assert_array_equal(L.GELU()(x), [0.0, 1e4])
-    np.testing.assert_array_equal(L.Sigmoid()(x), [0.0, 1.0])
-    np.testing.assert_array_equal(L.ELU()(x), [-1.0, 1e4])
-    np.testing.assert_array_equal(L.Softmax()(np.array([[-1e4, 1e4]])), [[0.0, 1.0]])
+def test_tail_limits(xp):
+    x = xp.asarray(np.array([-1e4, 1e4]))
+    to_numpy = minidl.to_numpy
+    np.testing.assert_array_equal(to_numpy(L.GELU()(x)), [0.0, 1e4])
+    np.testing.assert_array_equal(to_numpy(L.Sigmoid()(x)), [0.0, 1.0])
+    np.testing.assert_array_equal(to_numpy(L.ELU()(x)), [-1.0, 1e4])
+    np.testing.assert_array_equal(to_numpy(L.Softmax()(xp.asarray(np.array([[-1e4, 1e4]])))),
+                                  [[0.0, 1.0]])
 
 
 @pytest.mark.parametrize("make", ALL, ids=ALL_IDS)

@@ -1,22 +1,28 @@
 """Dropout: fixed-mask gradient checks, reproducibility, eval identity, keep-rate statistics."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minidl
 from minidl import backend, layers as L
 from minidl.gradcheck import assert_gradients
 
+# The xp fixture only names an array module (no state), so sharing it across the
+# examples of one hypothesis test is safe.
+stateless_xp = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
 
+
+@stateless_xp
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).filter(
     lambda s: int(np.prod(s)) <= 32), p=st.sampled_from([0.0, 0.2, 0.5, 0.9]),
     training=st.booleans(), seed=st.integers(0, 2**16))
-def test_dropout_gradients_with_mask_held_fixed(shape, p, training, seed):
+def test_dropout_gradients_with_mask_held_fixed(xp, shape, p, training, seed):
     minidl.seed(seed)
     layer = L.Dropout(p).train(training)
     x = np.random.default_rng(seed).standard_normal(shape)
     # dy from another stream than x (dy = x would hide errors)
-    assert_gradients(layer, x, seed=seed + 1)
+    assert_gradients(layer, xp.asarray(x), seed=seed + 1)
 
 
 def test_gradcheck_sees_the_same_mask_in_every_pass():
@@ -33,11 +39,12 @@ def test_gradcheck_sees_the_same_mask_in_every_pass():
     assert not np.array_equal(first, third)
 
 
-def test_backward_uses_the_forward_mask():
+def test_backward_uses_the_forward_mask(xp):
     layer = L.Dropout(0.3)
-    x = np.random.default_rng(0).standard_normal((50, 20)).astype(np.float32)
-    y = layer(x)
-    dx = layer.backward(np.ones_like(y))
+    x_device = xp.asarray(np.random.default_rng(0).standard_normal((50, 20)).astype(np.float32))
+    y = layer(x_device)
+    dx = layer.backward(xp.ones_like(y))
+    x, y, dx = (minidl.to_numpy(a) for a in (x_device, y, dx))
     kept = y != 0
     np.testing.assert_array_equal(dx != 0, kept)
     np.testing.assert_allclose(dx[kept], 1 / 0.7, rtol=1e-6)

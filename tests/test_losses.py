@@ -1,10 +1,16 @@
 """Losses: gradient checks, PyTorch agreement, extreme logits, dtypes, argument errors."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+import minidl
 from minidl import losses
 from minidl.gradcheck import assert_loss_gradients
+
+# The xp fixture only names an array module (no state), so sharing it across the
+# examples of one hypothesis test is safe.
+stateless_xp = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
 
 batches = st.integers(1, 4)
 classes = st.integers(1, 5)
@@ -20,16 +26,19 @@ def draw_labels(n, k, seed):
 
 
 # ------------------------------------------------------------------ gradient checks
+@stateless_xp
 @given(n=batches, k=classes, seed=seeds, smoothing=st.sampled_from([0.0, 0.1, 0.2, 1.0]))
-def test_cross_entropy_gradients(n, k, seed, smoothing):
+def test_cross_entropy_gradients(xp, n, k, seed, smoothing):
     assert_loss_gradients(losses.CrossEntropyLoss(label_smoothing=smoothing),
-                          draw_logits(n, k, seed), draw_labels(n, k, seed))
+                          xp.asarray(draw_logits(n, k, seed)), xp.asarray(draw_labels(n, k, seed)))
 
 
+@stateless_xp
 @given(n=batches, k=classes, seed=seeds)
-def test_nll_gradients(n, k, seed):
+def test_nll_gradients(xp, n, k, seed):
     log_probs = -np.abs(draw_logits(n, k, seed))
-    assert_loss_gradients(losses.NLLLoss(), log_probs, draw_labels(n, k, seed))
+    assert_loss_gradients(losses.NLLLoss(), xp.asarray(log_probs),
+                          xp.asarray(draw_labels(n, k, seed)))
 
 
 def dense_targets(kind, shape, seed):
@@ -50,21 +59,23 @@ ELEMENTWISE = {
 
 
 @pytest.mark.parametrize("kind", list(ELEMENTWISE))
+@stateless_xp
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), seed=seeds)
-def test_elementwise_loss_gradients_with_float_targets(kind, shape, seed):
+def test_elementwise_loss_gradients_with_float_targets(xp, kind, shape, seed):
     target = dense_targets(kind, shape, seed)
     pred = 2 * np.random.default_rng(seed).standard_normal(shape)
     if kind == "Huber":  # keep |pred - target| off the kink at delta (C1 there, not C2)
         diff = pred - target
         pred = np.where(np.abs(np.abs(diff) - 0.7) < 1e-3, pred + 0.01, pred)
-    assert_loss_gradients(ELEMENTWISE[kind](), pred, target)
+    assert_loss_gradients(ELEMENTWISE[kind](), xp.asarray(pred), xp.asarray(target))
 
 
 @pytest.mark.parametrize("kind", list(ELEMENTWISE))
+@stateless_xp
 @given(n=batches, k=classes, seed=seeds)
-def test_elementwise_loss_gradients_with_class_targets(kind, n, k, seed):
-    assert_loss_gradients(ELEMENTWISE[kind](), draw_logits(n, k, seed, scale=0.5),
-                          draw_labels(n, k, seed))
+def test_elementwise_loss_gradients_with_class_targets(xp, kind, n, k, seed):
+    assert_loss_gradients(ELEMENTWISE[kind](), xp.asarray(draw_logits(n, k, seed, scale=0.5)),
+                          xp.asarray(draw_labels(n, k, seed)))
 
 
 # ------------------------------------------------------------------ PyTorch agreement
@@ -168,16 +179,19 @@ def test_extreme_logits_are_finite_without_warnings(name, dtype, xp):
     assert loss.dtype == dtype and grad.dtype == dtype
 
 
-def test_extreme_logits_give_the_exact_limits():
+def test_extreme_logits_give_the_exact_limits(xp):
+    def a(values):
+        return xp.asarray(np.array(values))
+
     ce = losses.CrossEntropyLoss()
-    assert float(ce(np.array([[1e4, -1e4]]), np.array([0]))) == 0.0
-    assert float(ce(np.array([[1e4, -1e4]]), np.array([1]))) == 2e4
-    np.testing.assert_array_equal(ce.backward(), [[1.0, -1.0]])
+    assert float(ce(a([[1e4, -1e4]]), a([0]))) == 0.0
+    assert float(ce(a([[1e4, -1e4]]), a([1]))) == 2e4
+    np.testing.assert_array_equal(minidl.to_numpy(ce.backward()), [[1.0, -1.0]])
     bce = losses.BCEWithLogitsLoss()
-    assert float(bce(np.array([1e4, -1e4]), np.array([1.0, 0.0]))) == 0.0
-    assert float(bce(np.array([1e4, -1e4]), np.array([0.0, 1.0]))) == 1e4
+    assert float(bce(a([1e4, -1e4]), a([1.0, 0.0]))) == 0.0
+    assert float(bce(a([1e4, -1e4]), a([0.0, 1.0]))) == 1e4
     soft = losses.SoftMarginLoss()
-    assert float(soft(np.array([-1e4]), np.array([1.0]))) == 1e4
+    assert float(soft(a([-1e4]), a([1.0]))) == 1e4
 
 
 @pytest.mark.parametrize("name", list(ALL))
@@ -202,10 +216,11 @@ def test_float64_targets_do_not_promote_float32_predictions(loss_fn):
     assert loss.dtype == np.float32 and loss_fn.backward().dtype == np.float32
 
 
-def test_huber_is_quadratic_then_linear():
+def test_huber_is_quadratic_then_linear(xp):
     loss_fn = losses.HuberLoss(delta=2.0)
-    assert float(loss_fn(np.array([1.0]), np.array([0.0]))) == 0.5
-    assert float(loss_fn(np.array([5.0]), np.array([0.0]))) == 2.0 * (5.0 - 1.0)
+    zero = xp.asarray(np.array([0.0]))
+    assert float(loss_fn(xp.asarray(np.array([1.0])), zero)) == 0.5
+    assert float(loss_fn(xp.asarray(np.array([5.0])), zero)) == 2.0 * (5.0 - 1.0)
     assert float(loss_fn.backward()[0]) == 2.0
 
 

@@ -2,10 +2,16 @@
 PyTorch agreement, the no-scale variant, edge cases and errors."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+import minidl
 from minidl import layers as L
 from minidl.gradcheck import assert_gradients
+
+# The xp fixture only names an array module (no state), so sharing it across the
+# examples of one hypothesis test is safe.
+stateless_xp = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
 
 modes = st.sampled_from(["affine", "no_scale", "no_affine"])
 
@@ -29,36 +35,44 @@ def make_bn(cls, channels, mode, seed):
     return layer
 
 
+def on(xp, layer):
+    """``layer`` moved to the device of array module ``xp`` (untouched on NumPy)."""
+    return layer.to("gpu") if xp is not np else layer
+
+
+@stateless_xp
 @given(n=st.integers(2, 5), c=st.integers(1, 4), mode=modes, training=st.booleans(),
        seed=st.integers(0, 2**16))
-def test_batchnorm1d_gradients(n, c, mode, training, seed):
-    layer = make_bn(L.BatchNorm1d, c, mode, seed).train(training)
+def test_batchnorm1d_gradients(xp, n, c, mode, training, seed):
+    layer = on(xp, make_bn(L.BatchNorm1d, c, mode, seed).train(training))
     x = 2 * np.random.default_rng(seed).standard_normal((n, c)) + 1
-    assert_gradients(layer, x, upstream(x.shape, seed))
+    assert_gradients(layer, xp.asarray(x), xp.asarray(upstream(x.shape, seed)))
 
 
+@stateless_xp
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(1, 4),
        mode=modes, training=st.booleans(), seed=st.integers(0, 2**16))
-def test_batchnorm2d_gradients(n, c, h, w, mode, training, seed):
+def test_batchnorm2d_gradients(xp, n, c, h, w, mode, training, seed):
     if training and n * h * w < 2:
         h = 2  # train mode needs two values per channel
-    layer = make_bn(L.BatchNorm2d, c, mode, seed).train(training)
+    layer = on(xp, make_bn(L.BatchNorm2d, c, mode, seed).train(training))
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)) - 0.5
-    assert_gradients(layer, x, upstream(x.shape, seed))
+    assert_gradients(layer, xp.asarray(x), xp.asarray(upstream(x.shape, seed)))
 
 
-def test_batchnorm2d_gradients_batch_of_one_train_and_eval():
+def test_batchnorm2d_gradients_batch_of_one_train_and_eval(xp):
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
-    assert_gradients(make_bn(L.BatchNorm2d, 2, "affine", 0), x, upstream(x.shape, 0))
-    assert_gradients(make_bn(L.BatchNorm2d, 2, "affine", 0).eval(), x, upstream(x.shape, 0))
-    assert_gradients(make_bn(L.BatchNorm1d, 3, "affine", 0).eval(), x[:, 0, 0, :],
-                     upstream((1, 3), 0))
+    dy = xp.asarray(upstream(x.shape, 0))
+    assert_gradients(on(xp, make_bn(L.BatchNorm2d, 2, "affine", 0)), xp.asarray(x), dy)
+    assert_gradients(on(xp, make_bn(L.BatchNorm2d, 2, "affine", 0).eval()), xp.asarray(x), dy)
+    assert_gradients(on(xp, make_bn(L.BatchNorm1d, 3, "affine", 0).eval()),
+                     xp.asarray(x[:, 0, 0, :]), xp.asarray(upstream((1, 3), 0)))
 
 
-def test_larger_tensor_directional_check():
+def test_larger_tensor_directional_check(xp):
     x = np.random.default_rng(1).standard_normal((8, 4, 6, 5))
-    assert_gradients(make_bn(L.BatchNorm2d, 4, "affine", 1), x, upstream(x.shape, 1),
-                     directional=True)
+    assert_gradients(on(xp, make_bn(L.BatchNorm2d, 4, "affine", 1)), xp.asarray(x),
+                     xp.asarray(upstream(x.shape, 1)), directional=True)
 
 
 def test_upstream_gradient_is_not_degenerate():
@@ -69,12 +83,14 @@ def test_upstream_gradient_is_not_degenerate():
     assert np.abs(layer.backward(upstream(x.shape, 2))).mean() > 0.1
 
 
+@stateless_xp
 @given(n=st.integers(2, 6), c=st.integers(1, 4), h=st.integers(1, 5), seed=st.integers(0, 2**16),
        dtype=st.sampled_from([np.float32, np.float64]))
-def test_train_output_has_zero_mean_unit_variance_per_channel(n, c, h, seed, dtype):
+def test_train_output_has_zero_mean_unit_variance_per_channel(xp, n, c, h, seed, dtype):
     x = (5 * np.random.default_rng(seed).standard_normal((n, c, h, 3)) + 3).astype(dtype)
-    y = L.BatchNorm2d(c).to(dtype)(x)
+    y = on(xp, L.BatchNorm2d(c).to(dtype))(xp.asarray(x))
     assert y.dtype == dtype
+    y = minidl.to_numpy(y)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=tol)
     var = x.var(axis=(0, 2, 3)).astype(np.float64)
@@ -82,32 +98,33 @@ def test_train_output_has_zero_mean_unit_variance_per_channel(n, c, h, seed, dty
                                rtol=tol)
 
 
+@stateless_xp
 @given(steps=st.integers(1, 4), momentum=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
        seed=st.integers(0, 2**16))
-def test_running_statistics_closed_form(steps, momentum, seed):
-    layer = L.BatchNorm1d(3, momentum=momentum).to(np.float64)
+def test_running_statistics_closed_form(xp, steps, momentum, seed):
+    layer = on(xp, L.BatchNorm1d(3, momentum=momentum).to(np.float64))
     draw = np.random.default_rng(seed)
     mean, var = np.zeros(3), np.ones(3)
     for _ in range(steps):
         x = draw.standard_normal((5, 3)) * [1.0, 2.0, 3.0] + [0.0, -1.0, 4.0]
-        layer(x)
+        layer(xp.asarray(x))
         mean = (1 - momentum) * mean + momentum * x.mean(axis=0)
         var = (1 - momentum) * var + momentum * x.var(axis=0, ddof=1)
-    np.testing.assert_allclose(layer.running_mean, mean, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(layer.running_var, var, rtol=1e-12)
+    np.testing.assert_allclose(minidl.to_numpy(layer.running_mean), mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(minidl.to_numpy(layer.running_var), var, rtol=1e-12)
 
 
-def test_eval_uses_running_statistics_and_does_not_update_them():
-    layer = make_bn(L.BatchNorm2d, 2, "affine", 3).to(np.float64).eval()
-    before = layer.state_dict()
+def test_eval_uses_running_statistics_and_does_not_update_them(xp):
+    layer = on(xp, make_bn(L.BatchNorm2d, 2, "affine", 3).to(np.float64).eval())
+    before = {key: minidl.to_numpy(value) for key, value in layer.state_dict().items()}
     x = np.random.default_rng(3).standard_normal((2, 2, 3, 3))
     shape = (1, 2, 1, 1)
     expected = ((x - before["running_mean"].reshape(shape))
                 / np.sqrt(before["running_var"].reshape(shape) + 1e-5)
                 * before["weight"].reshape(shape) + before["bias"].reshape(shape))
-    np.testing.assert_allclose(layer(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(minidl.to_numpy(layer(xp.asarray(x))), expected, rtol=1e-12)
     for key, value in layer.state_dict().items():
-        np.testing.assert_array_equal(value, before[key])
+        np.testing.assert_array_equal(minidl.to_numpy(value), before[key])
 
 
 @pytest.mark.parametrize("dim", [1, 2])

@@ -156,7 +156,7 @@ class Airbench(L.Sequential):
             raise ValueError(f"Airbench: widths must give 3 block widths, got {widths!r}")
         whiten_channels = 2 * 3 * 2 * 2  # +/- each eigenvector of the 12-dim patch covariance
         self.whiten = L.Conv2d(3, whiten_channels, 2, padding=0, bias=True)
-        self.whiten.bias.data[...] = 0  # as airbench: the whitened patches start centred at 0
+        self.whiten.bias.data[...] = 0  # as airbench; it trains for the first few epochs only
         self.act = L.GELU()
         self.block1 = ConvGroup(whiten_channels, widths[0], bn_momentum, bn_eps)
         self.block2 = ConvGroup(widths[0], widths[1], bn_momentum, bn_eps)
