@@ -23,9 +23,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:  # an optional reference: say so rather than fail with a traceback
+    sys.exit("benchmarks/airbench_torch.py needs PyTorch (pip install torch); minidl does not")
 
 from minidl import data  # noqa: E402
 
