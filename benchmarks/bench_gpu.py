@@ -12,7 +12,9 @@ milliseconds per step after warm-up for
 
 and the ratios minidl / PyTorch against the target of issue 6 (<= 2).
 
-    python benchmarks/bench_gpu.py --steps 20 --warmup 5 [--only cnn,resnet18]
+    python benchmarks/bench_gpu.py --steps 20 --warmup 5 [--only cnn,resnet18] [--breakdown]
+
+``--breakdown`` also prints minidl's time per layer (see ``layer_times.py``).
 
 Steps are timed with a device synchronisation at both ends of each step.
 """
@@ -26,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from bench_cpu import (NETWORKS, median, minidl_network, minidl_step_function,  # noqa: E402
                        torch_network, torch_step_function)
+from layer_times import format_breakdown, layer_breakdown  # noqa: E402
 
 TARGET = 2.0
 
@@ -35,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--only", default="mlp,cnn,resnet18")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print minidl's time per layer for each network")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(args.only) - set(NETWORKS)
@@ -86,6 +91,9 @@ def main(argv=None):
         model = minidl_network(name).to("gpu")
         step = minidl_step_function(model, cupy.asarray(x), cupy.asarray(y))
         ours = timed(step, cupy.cuda.Device().synchronize, args.steps, args.warmup)
+        if args.breakdown:
+            print(f"\n{label}, batch {batch}:")
+            print(format_breakdown(*layer_breakdown(model, step, cupy.cuda.Device().synchronize)))
         theirs = {}
         if torch is not None:
             for column, tf32, benchmark in (("fp32", False, False), ("default", True, True)):

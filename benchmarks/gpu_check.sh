@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED=1
 PY="$(command -v python || command -v python3)"  # the GPU image has only python3
 # The examples import minidl from this checkout, installed or not.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-BENCH_ARGS="${BENCH_ARGS:---steps 20 --warmup 5}"
+BENCH_ARGS="${BENCH_ARGS:---steps 20 --warmup 5 --breakdown}"
 FAST_ARGS="${FAST_ARGS:---eval-every 1}"
 RESNET_EPOCHS="${RESNET_EPOCHS:-2}"
 status=0
