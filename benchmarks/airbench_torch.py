@@ -1,14 +1,19 @@
 """PyTorch reference of ``examples/cifar10_fast.py --recipe airbench``, on the same data.
 
-A diagnostic, not part of minidl: it trains the same airbench94-style recipe written
-independently in PyTorch (its own SGD on a loss *summed* over the batch, in airbench's
-own units, so minidl's translation to a mean loss is checked too), on the CIFAR-10
-files minidl's loader reads. If this reaches the same accuracy as minidl's run on the
-same data, the gap to a published number is the data or the recipe, not minidl's
-layers; if it reaches more, minidl has a bug to find.
+A diagnostic, not part of minidl: the same airbench94-style recipe as a separate
+PyTorch port (same hyper-parameters, same data loader; ``torch.optim.SGD`` on a loss
+*summed* over the batch in airbench's own units, so minidl's translation to a mean loss
+is checked too). If it reaches the same accuracy as minidl's run on the same data, the
+gap to a published number lies in the data or in the recipe as both ports read it, not
+in minidl's layers; if it reaches more, minidl has a bug to find. (Running Keller
+Jordan's own airbench94.py on the data would also check the reading of the recipe.)
+
+Float32 with TF32 off unless ``--tf32``. The printed training time excludes the
+per-epoch test evaluations, as ``cifar10_fast.py``'s does, but includes PyTorch's
+first-use set-up (no warm-up run).
 
     python benchmarks/airbench_torch.py --data-dir DIR [--epochs 10,20] [--seeds 0,1]
-                                        [--widths 64,256,256]
+                                        [--widths 64,256,256] [--tf32]
 
 Each (epochs, seed) pair is one run; the last line gives the median per epoch count.
 
@@ -143,8 +148,9 @@ def run(seed, epochs, device, train, test, widths=(64, 256, 256)):
 
     if device == "cuda":
         torch.cuda.synchronize()
-    start, step = time.perf_counter(), 0
+    seconds, step = 0.0, 0
     for epoch in range(epochs):
+        started = time.perf_counter()
         model.whiten.bias.requires_grad_(epoch < hp["whiten_bias_epochs"])
         flip = flip_even if epoch % 2 == 0 else ~flip_even
         images = torch.where(flip[:, None, None, None], x_train.flip(-1), x_train)
@@ -168,9 +174,9 @@ def run(seed, epochs, device, train, test, widths=(64, 256, 256)):
                             value.copy_(slow[name])
         if device == "cuda":
             torch.cuda.synchronize()
-        print(f"  seed {seed} epoch {epoch + 1}: test {100 * accuracy(model, x_test, y_test, False):.2f} %"
-              f" ({time.perf_counter() - start:.1f} s)", flush=True)
-    seconds = time.perf_counter() - start
+        seconds += time.perf_counter() - started
+        print(f"  seed {seed} epoch {epoch + 1}: test "
+              f"{100 * accuracy(model, x_test, y_test, False):.2f} % ({seconds:.1f} s)", flush=True)
     with torch.no_grad():
         for name, value in model.state_dict().items():
             if name in slow:
@@ -187,7 +193,15 @@ def main(argv=None):
     parser.add_argument("--epochs", default="10", help="comma-separated epoch counts")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--widths", default="64,256,256", help="the three block widths")
+    parser.add_argument("--tf32", action="store_true", help="let convolutions and matmuls use TF32")
     args = parser.parse_args(argv)
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or min(widths) <= 0:
+        parser.error(f"--widths must be three positive integers, got {args.widths!r}")
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     device = "cuda" if torch.cuda.is_available() else "cpu"
     (x_train, y_train), (x_test, y_test) = data.load_cifar10(root=args.data_dir)
     mean = torch.tensor(data.CIFAR10_MEAN, device=device).view(1, 3, 1, 1)
@@ -199,8 +213,8 @@ def main(argv=None):
 
     train, test = prepare(x_train, y_train), prepare(x_test, y_test)
     print(f"torch {torch.__version__} on {device}"
-          f" ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'})")
-    widths = tuple(int(w) for w in args.widths.split(","))
+          f" ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}), "
+          f"TF32 {'on' if args.tf32 else 'off'}")
     for epochs in (int(e) for e in args.epochs.split(",")):
         results = [run(int(s), epochs, device, train, test, widths) for s in args.seeds.split(",")]
         print(f"widths {widths}, {epochs} epochs: median TTA accuracy over {len(results)} "

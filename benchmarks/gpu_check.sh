@@ -52,10 +52,12 @@ fi
 
 parallel=()
 if "$PY" -c "import xdist" 2>/dev/null; then parallel=(-n 8); fi
-step tests "${TESTS_LIMIT:-200}" "$PY" -m pytest -q -rs -p no:cacheprovider "${parallel[@]}"
+step tests "${TESTS_LIMIT:-200}" "$PY" -m pytest -q -rs -p no:cacheprovider ${parallel[@]+"${parallel[@]}"}
 
 if [ -n "${CIFAR_DIR:-}" ]; then
-  [ -n "${build_pid:-}" ] && wait "$build_pid"
+  if [ -n "${build_pid:-}" ]; then
+    wait "$build_pid" || { echo "== CIFAR build failed: see $LOGS/cifar_build.log"; status=1; }
+  fi
   # shellcheck disable=SC2086
   step cifar10_fast "${FAST_LIMIT:-200}" "$PY" examples/cifar10_fast.py --device gpu \
     --data-dir "$CIFAR_DIR" --out "$RUNS/fast" $FAST_ARGS

@@ -289,6 +289,8 @@ def main(argv=None):
     if len(widths) != 3 or min(widths) <= 0:
         p.error(f"--widths must be three positive integers like 64,256,256, got {args.widths!r}")
     args.widths = widths
+    if args.recipe != "airbench" and args.widths != (64, 256, 256):
+        p.error("--widths applies to the airbench recipe only")
     hp = dict(AIRBENCH if args.recipe == "airbench" else RESNET9)
     for key in ("epochs", "batch_size", "lr", "tta"):
         if getattr(args, key) is None:
@@ -315,6 +317,8 @@ def main(argv=None):
         warm_up_loader, _, _ = cifar_common.make_loaders(
             args, train_split, None, None, throwaway.augment, drop_last=True)
         warm_up_device(throwaway, warm_up_loader, hp.get("lookahead_every", 1))
+        del throwaway, warm_up_loader
+        minidl.seed(args.seed)  # the real model starts from the same draws as on the CPU
     start = time.perf_counter()
     recipe = make_recipe()
     setup_seconds = time.perf_counter() - start
