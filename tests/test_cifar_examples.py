@@ -103,6 +103,10 @@ def test_sweeps_smoke(tmp_path):
     assert "| SoftMargin | 87.3 |" in table and "| Adam | 69.6 |" in table
     assert "reported top-1" in stdout
     assert (tmp_path / "sweep_loss.png").is_file()
+    # The baseline (CE + SGD) is trained once and its result shared by both tables.
+    assert stdout.count("--- ") == 5 + 5
+    assert "--- optimizer: SGD: same configuration as loss: CrossEntropy, result reused" in stdout
+    assert summary["optimizer"]["SGD"] == summary["loss"]["CrossEntropy"]
 
 
 def test_bn_study_smoke(tmp_path):
