@@ -19,6 +19,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, EXAMPLES)
 
 import cifar10_fast  # noqa: E402  (needs the examples folder on the path)
+import cifar10_resnet  # noqa: E402
 import cifar_common  # noqa: E402
 
 
@@ -86,6 +87,16 @@ def test_fast_recipes_smoke(tmp_path, recipe, tta):
     check_history(tmp_path / f"{recipe}_history.json", epochs=2)
     assert (tmp_path / f"{recipe}_curves.png").is_file()
     assert "final test accuracy with TTA" in stdout and "94 %" in stdout
+
+
+@pytest.mark.parametrize("name, has_bn, has_relu", [("custom", True, True),
+                                                    ("custom_no_bn", False, True),
+                                                    ("custom_no_relu", True, False)])
+def test_custom_resnet_ablations_drop_what_they_name(name, has_bn, has_relu):
+    kinds = {type(m) for _, m in cifar10_resnet.build_model(name, width=4).named_modules()}
+    assert (L.BatchNorm2d in kinds) == has_bn
+    assert (L.ReLU in kinds) == has_relu
+    assert name in cifar10_resnet.REPORTED
 
 
 def test_sweeps_smoke(tmp_path):
