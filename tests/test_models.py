@@ -454,3 +454,12 @@ def test_vgg11_width_scales_every_stage():
     convs = [layer for layer in narrow if isinstance(layer, L.Conv2d)]
     assert [c.out_channels for c in convs] == [16, 32, 64, 64, 128, 128, 128, 128]
     assert vgg11(10, batch_norm=False).num_parameters() == 9_750_922
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_vgg11_signal_neither_vanishes_nor_explodes_at_init(batch_norm):
+    # With PyTorch's default init the plain VGG's logits start ~1e-4 (six-fold shrink per
+    # ReLU layer) and it does not train; He init keeps them O(1), with or without BN.
+    x = np.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(np.float32)
+    logits = models.vgg11(10, batch_norm=batch_norm, width=16)(x)
+    assert 0.1 < float(logits.std()) < 10.0
