@@ -204,15 +204,10 @@ machine_description = common.machine_description  # the scripts' one-stop import
 
 def data_description(args):
     """E.g. "CIFAR-10 (45,000 train / 5,000 val / 10,000 test images)", from the sizes
-    :func:`cifar10_splits` recorded (the flags, if it has not run)."""
+    :func:`cifar10_splits` recorded (every script calls it first)."""
     if args.smoke:
         return "synthetic smoke data"
-    sizes = getattr(args, "split_sizes", None)
-    if sizes is None:
-        train = f"{args.subset} train images" if args.subset else "full train set"
-        test = f"{args.test_subset} test images" if args.test_subset else "10,000 test images"
-        return f"CIFAR-10 ({train}, {test})"
-    train, val, test = sizes
+    train, val, test = args.split_sizes
     val_text = f" / {val:,} val" if val else ""
     return f"CIFAR-10 ({train:,} train{val_text} / {test:,} test images)"
 
