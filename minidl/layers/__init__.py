@@ -8,11 +8,13 @@ from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import (AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d, avg_pool2d_naive,
                       max_pool2d_naive)
 from .reshape import Flatten, Identity
+from .sync_batch_norm import SyncBatchNorm1d, SyncBatchNorm2d, convert_sync_batchnorm
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
     "GlobalAvgPool2d", "GlobalMaxPool2d", "Identity", "LeakyReLU", "Linear", "MaxPool2d",
     "ReLU", "Residual",
-    "Sequential", "Sigmoid", "Softmax", "Tanh", "avg_pool2d_naive", "col2im", "conv2d_naive",
-    "im2col", "max_pool2d_naive",
+    "Sequential", "Sigmoid", "Softmax", "SyncBatchNorm1d", "SyncBatchNorm2d", "Tanh",
+    "avg_pool2d_naive", "col2im", "conv2d_naive", "convert_sync_batchnorm", "im2col",
+    "max_pool2d_naive",
 ]
