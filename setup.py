@@ -11,6 +11,7 @@ setup(
     install_requires=["numpy>=1.22", "tqdm>=4.60", "matplotlib>=3.5"],
     extras_require={
         "gpu": ["cupy-cuda12x"],
+        "distributed": ["mpi4py>=3.1", "mpich"],
         "test": ["pytest>=7", "hypothesis>=6"],
     },
 )
