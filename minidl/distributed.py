@@ -291,7 +291,8 @@ class DataParallel(Module):
     ``backward(dy)``: the model's backward, then ``grad = mean over ranks of grad``.
     Gradients travel in flat *buckets* of about ``bucket_mb`` MB (one all-reduce per
     bucket instead of one per tensor: latency is paid per message), filled with the
-    parameters in reverse order of registration, the order backward produces them.
+    parameters in reverse order of registration, the order backward produces them; a
+    bucket closes at the first parameter that takes it to ``bucket_mb`` or beyond.
     With ``overlap`` each layer holding parameters reports when its backward has
     returned (its gradients are then final), and a bucket's all-reduce starts as soon
     as all its parameters are final, while the layers below are still computing.
@@ -393,12 +394,11 @@ class _GradientBuckets:
             if id(param) not in seen:  # a Param shared by two modules travels once
                 seen.add(id(param))
                 params.append(param)
-        self.buckets = []  # lists of Params
+        self.buckets = []  # lists of Params; a bucket closes once it holds bucket_bytes
         for param in params:
             last = self.buckets[-1] if self.buckets else None
-            fits = (last is not None and _same_kind(last[0], param)
-                    and sum(p.data.nbytes for p in last) + param.data.nbytes <= bucket_bytes)
-            if fits:
+            if (last is not None and _same_kind(last[0], param)
+                    and sum(p.data.nbytes for p in last) < bucket_bytes):
                 last.append(param)
             else:
                 self.buckets.append([param])
