@@ -94,8 +94,9 @@ def allreduce_worker(args):
         buffer = np.ones(size // 4, dtype=np.float32)
         repeats = max(5, min(1000, int(2e8 / max(size, 1) ** 1.0)))
         times = {"mpi4py": [], "minidl": []}
-        for _ in range(3):
-            for name in times:  # alternate, so that load from other programs hits both
+        for round_ in range(4):
+            # Alternate, and swap who goes first, so that load from other programs hits both.
+            for name in (list(times) if round_ % 2 else list(times)[::-1]):
                 comm.Barrier()
                 start = time.perf_counter()
                 for _ in range(repeats):
@@ -126,7 +127,7 @@ def fit_ring_model(rows, p):
 
 def print_allreduce(result):
     p = result["ranks"]
-    print(f"\n1. all-reduce between {p} processes (float32, in place; median of 3 rounds)")
+    print(f"\n1. all-reduce between {p} processes (float32, in place; median of 4 rounds)")
     print(f"{'size':>10} {'mpi4py us':>11} {'busbw GB/s':>11} {'minidl us':>11} "
           f"{'busbw GB/s':>11}")
     for row in result["rows"]:

@@ -193,28 +193,47 @@ def start_all_reduce(x, op="sum"):
     own after the work already queued on the current stream. ``handle.wait()`` returns
     ``x`` holding the reduction over every rank.
     """
+    return _all_reduce(x, op, blocking=False)
+
+
+def all_reduce(x, op="sum"):
+    """Reduce ``x`` over every rank, in place, and return it: ``op`` is "sum",
+    "mean" (float arrays) or "max". Every rank must call it with the same shape and
+    dtype. ``x``: any shape, NumPy or CuPy."""
+    return _all_reduce(x, op, blocking=True).wait()
+
+
+def _all_reduce(x, op, blocking):
     op = choice(op, "op", "distributed.all_reduce", OPS)
     _check_array(x, "distributed.all_reduce", op)
     if world_size() == 1:
         return Handle(x, op)
     if backend.device_of(x) == "gpu" and _state["nccl"] is not None:
-        return _nccl_all_reduce(x, op)
+        return _nccl_all_reduce(x, op, blocking)
     mpi = _state["mpi"]
     mpi_op = mpi.MAX if op == "max" else mpi.SUM
     host = backend.to_numpy(x) if backend.device_of(x) == "gpu" else None
-    request = _state["comm"].Iallreduce(mpi.IN_PLACE, x if host is None else host, op=mpi_op)
+    buffer = x if host is None else host
+    if blocking:  # MPICH's blocking Allreduce is faster than Iallreduce + Wait
+        _state["comm"].Allreduce(mpi.IN_PLACE, buffer, op=mpi_op)
+        return Handle(x, op, host=host)
+    request = _state["comm"].Iallreduce(mpi.IN_PLACE, buffer, op=mpi_op)
     return Handle(x, op, request=request, host=host)
 
 
-def _nccl_all_reduce(x, op):
+def _nccl_all_reduce(x, op, blocking):
     cupy, nccl = backend.cupy_module(), _state["nccl_module"]
-    stream = _state["stream"]
-    ready = cupy.cuda.Event()
-    ready.record(cupy.cuda.get_current_stream())  # x is final once this is reached
-    stream.wait_event(ready)
     nccl_op = nccl.NCCL_MAX if op == "max" else nccl.NCCL_SUM
+    current = cupy.cuda.get_current_stream()
+    stream = current if blocking else _state["stream"]
+    if not blocking:
+        ready = cupy.cuda.Event()
+        ready.record(current)  # x is final once the current stream gets here
+        stream.wait_event(ready)
     _state["nccl"].allReduce(x.data.ptr, x.data.ptr, x.size, _nccl_dtype(x.dtype), nccl_op,
                              stream.ptr)
+    if blocking:  # queued on the current stream: later work there sees the result
+        return Handle(x, op)
     done = cupy.cuda.Event()
     done.record(stream)
     return Handle(x, op, event=done)
@@ -226,13 +245,6 @@ def _nccl_dtype(dtype):
     if value is None:
         raise TypeError(f"distributed: NCCL has no type for dtype {dtype}")
     return value
-
-
-def all_reduce(x, op="sum"):
-    """Reduce ``x`` over every rank, in place, and return it: ``op`` is "sum",
-    "mean" (float arrays) or "max". Every rank must call it with the same shape and
-    dtype. ``x``: any shape, NumPy or CuPy."""
-    return start_all_reduce(x, op).wait()
 
 
 def broadcast(x, root=0):
