@@ -191,14 +191,14 @@ def steps_worker(args):
         gathered = dist.all_gather_text(json.dumps(medians))
         result[network] = {mode: max(json.loads(text)[mode] for text in gathered)
                            for mode in modes}
-        for mode in ("overlap",):
-            if mode in runs:
-                buckets = runs[mode][0]._buckets
-                result[network]["buckets"] = len(buckets.buckets)
+        if "overlap" in runs:
+            model = runs["overlap"][0]
+            result[network]["buckets"] = len(model._buckets.buckets)
+            result[network]["gradient_bytes"] = sum(p.grad.nbytes for p in model.parameters())
     emit(result)
 
 
-def print_steps(one, two, args):
+def print_steps(one, two, args, fit=None):
     print(f"\n2. training step, batch {args.batch} per rank, 1 BLAS thread per rank, "
           f"median ms (slowest rank), bucket_mb={args.bucket_mb:g}")
     print(f"{'network':<8} {'1 rank':>8} {'2 indep.':>9} {'2 DP ovl':>9} {'2 DP no-ovl':>12} "
@@ -210,6 +210,16 @@ def print_steps(one, two, args):
               f"{t1 / t2['overlap']:>9.1%} {t1 / t2['no-overlap']:>12.1%} {t2['buckets']:>8}")
     print("eff. = t(1 rank) / t(2 ranks with DataParallel): weak scaling, per-rank batch fixed; "
           "'2 indep.' = both ranks training alone (machine contention, no communication)")
+    if fit is not None:
+        alpha, bandwidth = fit
+        for network in args.networks:
+            t2 = two[network]
+            predicted = ring_allreduce_seconds(t2["gradient_bytes"], 2, bandwidth, alpha)
+            print(f"{network}: ring model with the fitted alpha, B predicts "
+                  f"{predicted * 1e3:.2f} ms for its {t2['gradient_bytes'] / 2**20:.2f} MB of "
+                  f"gradients; measured DP no-overlap - independent = "
+                  f"{(t2['no-overlap'] - t2['independent']) * 1e3:.2f} ms, "
+                  f"overlap - independent = {(t2['overlap'] - t2['independent']) * 1e3:.2f} ms")
 
 
 # --------------------------------------------------------------------------- 3. cost model
@@ -220,9 +230,13 @@ def print_steps(one, two, args):
 #: the nodes, so it bounds B; 20 us per step over the network.
 LINKS = [("8 GPUs, NVLink (360 GB/s, 5 us)", 8, 360e9, 5e-6),
          ("2x8 GPUs, 100 Gb/s (12.5 GB/s, 20 us)", 16, 12.5e9, 20e-6)]
-#: (name, parameters, single-GPU ms per step): README's H200 table. More with --workload.
+#: (name, parameters, single-GPU ms per step or 0 when not measured): README's H200
+#: table; the GPT is nanoGPT's shakespeare_char GPU configuration (models.gpt(65, 256,
+#: 6, 6, 384): 10,770,816 parameters), whose GPU step has not been timed yet. More rows
+#: with --workload NAME:PARAMS:MS.
 WORKLOADS = [("ResNet-18 CIFAR b128, minidl H200", 11_173_962, 42.1),
-             ("ResNet-18 CIFAR b128, PyTorch TF32 H200", 11_173_962, 9.51)]
+             ("ResNet-18 CIFAR b128, PyTorch TF32 H200", 11_173_962, 9.51),
+             ("GPT 6x384 (shakespeare_char GPU), not timed", 10_770_816, 0.0)]
 
 
 def ring_allreduce_seconds(nbytes, p, bandwidth, alpha):
@@ -246,19 +260,20 @@ def print_model(workloads, bucket_mb, backward_share=2 / 3):
           f"{[round(b / 2**20, 1) for b in bucket_bytes]} MB; the last one bounds what "
           f"overlap hides; backward taken as {backward_share:.0%} of a step")
     print(f"{'workload':<44} {'interconnect':<38} {'S MB':>6} {'T ms':>7} {'step ms':>8} "
-          f"{'eff. serial':>11} {'eff. overlap':>12}")
+          f"{'eff. serial':>11} {'eff. overlap':>12} {'90% serial needs':>16}")
     for name, params, step_ms in workloads:
         nbytes = 4 * params
         for link, p, bandwidth, alpha in LINKS:
             t = ring_allreduce_seconds(nbytes, p, bandwidth, alpha) * 1e3
-            serial = step_ms / (step_ms + t)
+            serial = f"{step_ms / (step_ms + t):.1%}" if step_ms else "-"
             # With overlap, what is left after the backward pass stays exposed, and at
             # least the last bucket (ready only when backward ends): a lower bound.
             last = ring_allreduce_seconds(min(bucket_bytes[-1], nbytes), p, bandwidth, alpha) * 1e3
             exposed = max(t - backward_share * step_ms, last)
-            overlapped = step_ms / (step_ms + exposed)
-            print(f"{name:<44} {link:<38} {nbytes / 2**20:>6.1f} {t:>7.2f} {step_ms:>8.2f} "
-                  f"{serial:>11.1%} {overlapped:>12.1%}")
+            overlapped = f"{step_ms / (step_ms + exposed):.1%}" if step_ms else "-"
+            step_text = f"{step_ms:>8.2f}" if step_ms else f"{'?':>8}"
+            print(f"{name:<44} {link:<38} {nbytes / 2**20:>6.1f} {t:>7.2f} {step_text} "
+                  f"{serial:>11} {overlapped:>12} {f'step >= {9 * t:.1f} ms':>16}")
 
 
 # --------------------------------------------------------------------------- main
@@ -270,10 +285,11 @@ def main():
         return steps_worker(args)
     print(f"bench_distributed: numpy {np.__version__}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at start")
+    fit = None
     if "allreduce" in args.part:
-        print_allreduce(launch(2, "allreduce", args))
+        fit = print_allreduce(launch(2, "allreduce", args))
     if "steps" in args.part:
-        print_steps(launch(1, "steps", args), launch(2, "steps", args), args)
+        print_steps(launch(1, "steps", args), launch(2, "steps", args), args, fit)
     if "model" in args.part:
         extra = [(name, int(params), float(ms)) for name, params, ms in
                  (w.rsplit(":", 2) for w in args.workload)]
