@@ -91,12 +91,19 @@ def _init_nccl():
     comm = _state["comm"]
     local_rank = comm.Split_type(_state["mpi"].COMM_TYPE_SHARED).Get_rank()
     cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
-    unique_id = np.zeros(128, dtype=np.int64)  # NCCL_UNIQUE_ID_BYTES, as signed chars
+    # The id is 128 bytes: a tuple of signed chars in older CuPy, bytes in newer ones.
+    # Sent as uint8 over MPI, with one more byte saying which form to rebuild.
+    message = np.zeros(129, dtype=np.uint8)
     if comm.Get_rank() == 0:
-        unique_id[:] = nccl.get_unique_id()
-    comm.Bcast(unique_id, root=0)
-    _state["nccl"] = nccl.NcclCommunicator(comm.Get_size(), tuple(int(v) for v in unique_id),
-                                           comm.Get_rank())
+        unique_id = nccl.get_unique_id()
+        is_bytes = isinstance(unique_id, bytes)
+        message[0] = is_bytes
+        message[1:] = np.frombuffer(unique_id if is_bytes else
+                                    bytes(v & 0xFF for v in unique_id), dtype=np.uint8)
+    comm.Bcast(message, root=0)
+    unique_id = (message[1:].tobytes() if message[0] else
+                 tuple(int(v) for v in message[1:].astype(np.int8)))
+    _state["nccl"] = nccl.NcclCommunicator(comm.Get_size(), unique_id, comm.Get_rank())
     _state["nccl_module"] = nccl
     # All-reduces started by DataParallel run here, beside the backward's own kernels.
     _state["stream"] = cupy.cuda.Stream(non_blocking=True)
@@ -206,8 +213,8 @@ def all_reduce(x, op="sum"):
 def _all_reduce(x, op, blocking):
     op = choice(op, "op", "distributed.all_reduce", OPS)
     _check_array(x, "distributed.all_reduce", op)
-    if world_size() == 1:
-        return Handle(x, op)
+    if not is_initialized():  # one process: nothing to reduce (after init, even a world
+        return Handle(x, op)  # of 1 goes through MPI or NCCL, which tests those paths)
     if backend.device_of(x) == "gpu" and _state["nccl"] is not None:
         return _nccl_all_reduce(x, op, blocking)
     mpi = _state["mpi"]
@@ -250,13 +257,13 @@ def _nccl_dtype(dtype):
 def broadcast(x, root=0):
     """Overwrite ``x`` on every rank with rank ``root``'s ``x``, in place; return it."""
     _check_array(x, "distributed.broadcast")
-    if world_size() == 1:
-        return x
     if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
         raise TypeError(f"distributed.broadcast: root must be an integer rank, got {root!r}")
     if not 0 <= root < world_size():
         raise ValueError(f"distributed.broadcast: root must be in [0, {world_size()}), "
                          f"got {root}")
+    if not is_initialized():
+        return x
     if backend.device_of(x) == "gpu" and _state["nccl"] is not None:
         cupy = backend.cupy_module()
         _state["nccl"].bcast(x.data.ptr, x.size, _nccl_dtype(x.dtype), int(root),
@@ -272,14 +279,14 @@ def broadcast(x, root=0):
 
 def barrier():
     """Wait until every rank gets here."""
-    if world_size() > 1:
+    if is_initialized():
         _state["comm"].Barrier()
 
 
 def all_gather_text(text):
     """The string ``text`` of every rank, as a list indexed by rank (UTF-8 bytes
     over MPI ``Allgatherv``; no pickling)."""
-    if world_size() == 1:
+    if not is_initialized():
         return [text]
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     lengths = np.zeros(world_size(), dtype=np.int64)
@@ -331,16 +338,16 @@ class DataParallel(Module):
         for _, buffer in model.named_buffers():
             broadcast(buffer, root=0)
         self._buckets = _GradientBuckets(model, int(bucket_mb * 2**20))
-        if self.overlap and world_size() > 1:
+        if self.overlap and is_initialized():
             for module in _unique_modules(model):
                 if module._params:
                     _report_after_backward(module, self._buckets)
 
-    def forward(self, x):
-        return self.module(x)
+    def forward(self, x, *args, **kwargs):
+        return self.module(x, *args, **kwargs)
 
     def backward(self, dy):
-        if world_size() == 1:
+        if not is_initialized():  # one process: the gradients are already the mean
             return self.module.backward(dy)
         self._buckets.begin(listening=self.overlap)
         try:

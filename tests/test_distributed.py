@@ -28,13 +28,14 @@ needs_mpi = pytest.mark.skipif(
     reason=f"needs mpi4py and mpiexec: {dist.INSTALL_HINT}")
 
 
-def run_two_ranks(script, timeout=60):
-    """Run a script under ``mpiexec -n 2``; return (exit code, stdout + stderr)."""
+def run_two_ranks(script, timeout=60, ranks=2, args=()):
+    """Run a script under ``mpiexec -n ranks``; return (exit code, stdout + stderr)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for variable in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE"):
         env.pop(variable, None)  # in case pytest itself runs under a launcher
     try:
-        done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, script], cwd=SCRIPTS,
+        done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, script, *args],
+                              cwd=SCRIPTS,
                               env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as expired:
         pytest.fail(f"{script} did not finish within {timeout} s (a hang?):\n"
@@ -96,6 +97,22 @@ def test_a_model_that_differs_between_ranks_is_refused_on_every_rank():
     assert_passed_on_both_ranks(output, ["mismatch-refused"])
     assert output.count("DataParallel: the model differs between ranks") == 2
     assert "rank 1 has ['0.weight (8, 17) float32'" in output
+
+
+@needs_mpi
+def test_one_rank_goes_through_mpi_and_changes_nothing():
+    code, output = run_two_ranks("one_rank.py", ranks=1)
+    assert code == 0, output
+    assert {("one-rank-collectives", 0), ("one-rank-data-parallel", 0)} <= passed_checks(output)
+
+
+@needs_mpi
+@pytest.mark.gpu
+@pytest.mark.skipif(not minidl.gpu_available(), reason="needs CuPy and a GPU (NCCL path)")
+def test_one_gpu_goes_through_nccl_and_changes_nothing():
+    code, output = run_two_ranks("one_rank.py", ranks=1, args=("--gpu",), timeout=120)
+    assert code == 0, output
+    assert {("one-rank-collectives", 0), ("one-rank-data-parallel", 0)} <= passed_checks(output)
 
 
 # ---------------------------------------------------------------------------- world size 1
