@@ -11,15 +11,16 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import minidl
 from minidl import layers as L
 from minidl.gradcheck import assert_gradients
-from minidl.layers.pooling import (AvgPool2d, GlobalAvgPool2d, MaxPool2d, avg_pool2d_naive,
-                                   max_pool2d_naive)
+from minidl.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from minidl.naive import avg_pool2d_forward, max_pool2d_forward
 
 # The xp fixture only names an array module (no state), so sharing it across the
 # examples of one hypothesis test is safe.
 stateless_xp = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                HealthCheck.too_slow])
 
-POOLS = [(MaxPool2d, max_pool2d_naive), (AvgPool2d, avg_pool2d_naive)]
+POOLS = [(MaxPool2d, lambda *args: max_pool2d_forward(*args)[0]),
+         (AvgPool2d, lambda *args: avg_pool2d_forward(*args)[0])]
 
 
 @st.composite
