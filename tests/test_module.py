@@ -97,7 +97,7 @@ def test_backward_before_forward_and_twice_raise():
 
 @pytest.mark.parametrize("x, error, fragment", [
     (np.ones((2, 3), dtype=np.int64), TypeError, "float32 or float64"),
-    (np.ones(3, dtype=np.float32), ValueError, "(N, in_features)"),
+    (np.ones((), dtype=np.float32), ValueError, "(..., in_features)"),
     (np.ones((2, 4), dtype=np.float32), ValueError, "expected 3 features"),
     (np.ones((2, 3), dtype=np.float64), TypeError, "does not match parameter dtype"),
     (np.full((2, 3), np.nan, dtype=np.float32), ValueError, "NaN or Inf"),

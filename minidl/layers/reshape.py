@@ -5,10 +5,9 @@ from ..module import Module
 class Flatten(Module):
     """``(N, d1, d2, ...) -> (N, d1*d2*...)``; backward reshapes dy back."""
 
+    input_shape = "(N, d1, ...)"
+
     def forward(self, x):
-        if not hasattr(x, "ndim") or x.ndim < 2:
-            raise ValueError(f"Flatten: expected input of shape (N, ...) with at least 2 dims, "
-                             f"got shape {tuple(getattr(x, 'shape', ()))}")
         self.save_for_backward(x.shape)
         return x.reshape(x.shape[0], -1)
 
@@ -19,8 +18,9 @@ class Flatten(Module):
 class Identity(Module):
     """``y = x``; ``dx = dy``."""
 
+    input_shape = "(N, ...)"
+
     def forward(self, x):
-        self.save_for_backward(True)
         return x
 
     def backward(self, dy):

@@ -34,12 +34,11 @@ class _SyncBatchNorm:
     """
 
     def forward(self, x):
-        self._check(x)
         xp = get_array_module(x)
         per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training:
             mean, var, count = self._batch_statistics(x)
-            self._update_running_statistics(mean, var, count)
+            self._update_running_statistics_of_all_ranks(mean, var, count)
         else:
             mean, var, count = self.running_mean, self.running_var, None
         inv_std = (1.0 / xp.sqrt(var + self.eps)).reshape(per_channel)
@@ -82,7 +81,7 @@ class _SyncBatchNorm:
         var = distributed.all_reduce(xp.square(centred).sum(axis=axes), "sum") / count
         return mean, var, count
 
-    def _update_running_statistics(self, mean, var, count):
+    def _update_running_statistics_of_all_ranks(self, mean, var, count):
         # In place through local names, as in BatchNorm (the buffers keep their identity).
         running_mean, running_var = self.running_mean, self.running_var
         running_mean *= 1.0 - self.momentum
