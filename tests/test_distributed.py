@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import minidl
 import minidl.distributed as dist
 from minidl import layers as L
+from minidl.data.sharding import shard_order, shard_size
 from minidl.gradcheck import assert_gradients
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_scripts")
@@ -252,3 +253,49 @@ def test_convert_sync_batchnorm_keeps_order_parameters_statistics_and_mode():
     assert model[1].momentum == 0.3 and model[1].weight is None and model[1].running_mean[0] == 2
     assert not model[1].training
     assert type(L.convert_sync_batchnorm(L.BatchNorm1d(2))) is L.SyncBatchNorm1d
+
+
+# ---------------------------------------------------------------------------- sharding
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), world=st.integers(1, 5), drop_last=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_shards_are_disjoint_cover_the_data_and_have_equal_sizes(n, world, drop_last, seed):
+    order = np.random.default_rng(seed).permutation(n)
+    if drop_last and n < world:
+        with pytest.raises(ValueError, match="leave rank 0 of"):
+            shard_order(order, 0, world, drop_last=True)
+        return
+    shards = [shard_order(order, r, world, drop_last) for r in range(world)]
+    sizes = {len(shard) for shard in shards}
+    assert sizes == {shard_size(n, world, drop_last)}
+    everything = np.concatenate(shards)
+    if drop_last:  # the first world * (n // world) positions of the order, each once
+        assert np.array_equal(np.sort(everything), np.sort(order[:world * (n // world)]))
+    else:  # every sample at least once; the padding repeats the order's start
+        assert set(everything.tolist()) == set(range(n))
+        assert len(everything) - n == (-n) % world
+
+
+def test_shards_match_torch_distributed_sampler():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data.distributed import DistributedSampler
+    for n, world, drop_last in [(10, 3, False), (10, 3, True), (7, 4, False), (2, 5, False)]:
+        for epoch in (0, 1):
+            samplers = [DistributedSampler(range(n), num_replicas=world, rank=r, shuffle=True,
+                                           seed=3, drop_last=drop_last) for r in range(world)]
+            for sampler in samplers:
+                sampler.set_epoch(epoch)
+            generator = torch.Generator()
+            generator.manual_seed(3 + epoch)
+            order = torch.randperm(n, generator=generator).numpy()  # the sampler's order
+            for r, sampler in enumerate(samplers):
+                assert shard_order(order, r, world, drop_last).tolist() == list(sampler)
+
+
+def test_shard_order_errors():
+    with pytest.raises(ValueError, match=r"shard_order: rank must be an integer in \[0, 1\]"):
+        shard_order(np.arange(4), 2, 2)
+    with pytest.raises(TypeError, match="shard_order: world_size must be a positive integer"):
+        shard_order(np.arange(4), 0, 2.0)
+    with pytest.raises(TypeError, match="order must be a 1-D integer array"):
+        shard_order(np.ones(4), 0, 2)
