@@ -53,11 +53,12 @@ class _SyncBatchNorm:
         xhat, inv_std, count = self.saved_for_backward(dy)
         axes = (0,) + tuple(range(2, dy.ndim))
         dbias, dweight = dy.sum(axis=axes), (dy * xhat).sum(axis=axes)
+        scale = inv_std
         if self.bias is not None:
             self.bias.grad += dbias
         if self.weight is not None:
             self.weight.grad += dweight
-        scale = inv_std if self.weight is None else inv_std * self.weight.data.reshape(inv_std.shape)
+            scale = inv_std * self.weight.data.reshape(inv_std.shape)
         if count is None:  # eval mode
             return dy * scale
         # One message carries both sums: Sum(dy) and Sum(dy * xhat) over every rank.

@@ -26,7 +26,8 @@ def mlp():
 
 def cnn():
     return L.Sequential(L.Conv2d(3, 6, 3, padding=1), L.ReLU(), L.MaxPool2d(2),
-                        L.Conv2d(6, 8, 3, padding=1), L.ReLU(), L.Flatten(), L.Linear(8 * 4 * 4, 10))
+                        L.Conv2d(6, 8, 3, padding=1), L.ReLU(), L.Flatten(),
+                        L.Linear(8 * 4 * 4, 10))
 
 
 def bn_cnn():
