@@ -12,7 +12,8 @@ class Flatten(Module):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
-        return dy.reshape(self.saved_for_backward(dy))
+        x_shape = self.saved_for_backward(dy)
+        return dy.reshape(x_shape)
 
 
 class Identity(Module):
