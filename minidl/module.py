@@ -302,6 +302,9 @@ class Module:
         name = type(self).__name__
         float_array(x, name, self.input_shape)
         array_shape(x, name, self.input_shape)
+        if self.input_shape.startswith("(N,") and 0 in x.shape[1:]:
+            raise ValueError(f"{name}: got input of shape {tuple(x.shape)} with an empty axis; "
+                             f"only the batch axis N of {self.input_shape} may be 0")
         if self.input_size is not None:
             size = getattr(self, self.input_size)
             if x.shape[self.input_axis] != size:
