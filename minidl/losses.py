@@ -83,9 +83,10 @@ class Loss:
         if (fixed_ndim and pred.ndim != ndim) or pred.ndim < 1:
             raise ValueError(f"{self.name}: expected {self.pred_name} of shape {expected}, "
                              f"got shape {tuple(pred.shape)} ({pred.ndim}-D)")
-        if pred.shape[0] == 0:
-            raise ValueError(f"{self.name}: got an empty batch, {self.pred_name} of shape "
-                             f"{tuple(pred.shape)}")
+        if 0 in pred.shape:  # a mean over no values has no value (PyTorch returns NaN)
+            raise ValueError(f"{self.name}: got {self.pred_name} of shape "
+                             f"{tuple(pred.shape)} with no values; the mean loss needs at least "
+                             "one")
 
     def _check_target_array(self, pred, target):
         if not hasattr(target, "shape") or not hasattr(target, "dtype"):

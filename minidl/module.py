@@ -164,10 +164,15 @@ class Module:
     def load_state_dict(self, state, strict=True):
         """Copy arrays from ``state`` into this module's parameters and buffers.
 
-        Checks that the names match (missing or unexpected keys) and that every shape
-        matches, and raises one ValueError listing every problem. Arrays are moved to
-        this module's device and cast to its dtype.
+        All or nothing: the names (missing or unexpected keys), every shape and every
+        dtype (real numbers only: no object, complex, string or bool arrays) are checked,
+        and every array is moved to this module's device and cast to its dtype, before
+        anything is assigned; one ValueError lists every problem and leaves the module
+        as it was.
         """
+        if not isinstance(state, dict):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of arrays "
+                            f"(as state_dict() returns), got {type(state).__name__}")
         own = OrderedDict()
         for name, param in self.named_parameters():
             own[name] = ("param", param)
@@ -180,9 +185,13 @@ class Module:
         for key, (kind, target) in own.items():
             if key in state:
                 current = target.data if kind == "param" else getattr(*target)
-                if tuple(np.shape(state[key])) != tuple(current.shape):
+                value = state[key]
+                if not is_array(value) or getattr(value, "dtype", np.dtype(object)).kind not in "fiu":
+                    mismatched.append(f"{key}: expected a real-valued array, got "
+                                      f"{getattr(value, 'dtype', type(value).__name__)}")
+                elif tuple(value.shape) != tuple(current.shape):
                     mismatched.append(f"{key}: expected shape {tuple(current.shape)}, "
-                                      f"got {tuple(np.shape(state[key]))}")
+                                      f"got {tuple(value.shape)}")
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -192,13 +201,16 @@ class Module:
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: state does not fit this "
                              "model:\n  " + "\n  ".join(problems))
+        staged = []
         for key, (kind, target) in own.items():
-            if key not in state:
-                continue
-            current = target.data if kind == "param" else getattr(*target)
+            if key in state:
+                current = target.data if kind == "param" else getattr(*target)
+                value = backend.to_device(state[key], backend.device_of(current))
+                staged.append((current, value.astype(current.dtype, copy=False)))
+        for current, value in staged:
             # Written into the existing arrays, so references held elsewhere (an
             # optimizer, a user's variable) see the loaded values.
-            current[...] = backend.to_device(state[key], backend.device_of(current))
+            current[...] = value
 
     # ------------------------------------------------------------------ forward / backward
     _call_depth = 0  # > 0 while inside another module's forward
@@ -302,6 +314,9 @@ class Module:
         name = type(self).__name__
         float_array(x, name, self.input_shape)
         array_shape(x, name, self.input_shape)
+        if self.input_shape.startswith("(N,") and 0 in x.shape[1:]:
+            raise ValueError(f"{name}: got input of shape {tuple(x.shape)} with an empty axis; "
+                             f"only the batch axis N of {self.input_shape} may be 0")
         if self.input_size is not None:
             size = getattr(self, self.input_size)
             if x.shape[self.input_axis] != size:

@@ -53,6 +53,8 @@ class Residual(Module):
     Backward sends dy through both paths and sums: ``dx = body'(dy) + shortcut'(dy)``.
     """
 
+    input_shape = "(N, ...)"
+
     def __init__(self, body, shortcut=None):
         super().__init__()
         for label, module in (("body", body), ("shortcut", shortcut)):

@@ -78,7 +78,7 @@ def pointwise_col2im(cols, x_shape, stride):
     n, _, height, width = x_shape
     sh, sw = stride
     out_h, out_w = -(-height // sh), -(-width // sw)
-    pixels = cols.reshape(n, out_h, out_w, -1).transpose(0, 3, 1, 2)
+    pixels = cols.reshape(n, out_h, out_w, x_shape[1]).transpose(0, 3, 1, 2)
     if (sh, sw) == (1, 1):
         return xp.ascontiguousarray(pixels)
     dx = xp.zeros(x_shape, dtype=cols.dtype)
@@ -108,8 +108,8 @@ def grouped_matmul(a, b, out):
     groups, rows = b.shape[0], a.shape[0]
     if groups == 1:
         return xp.matmul(a, b[0], out=out)
-    grouped = a.reshape(rows, groups, -1).transpose(1, 0, 2)
-    out.reshape(rows, groups, -1).transpose(1, 0, 2)[...] = xp.matmul(grouped, b)
+    grouped = a.reshape(rows, groups, b.shape[1]).transpose(1, 0, 2)
+    out.reshape(rows, groups, b.shape[2]).transpose(1, 0, 2)[...] = xp.matmul(grouped, b)
     return out
 
 
@@ -120,8 +120,8 @@ def grouped_transposed_matmul(a, b, groups):
     if groups == 1:
         return (a.T @ b)[None]
     rows = a.shape[0]
-    grouped_a = a.reshape(rows, groups, -1).transpose(1, 2, 0)
-    grouped_b = b.reshape(rows, groups, -1).transpose(1, 0, 2)
+    grouped_a = a.reshape(rows, groups, a.shape[1] // groups).transpose(1, 2, 0)
+    grouped_b = b.reshape(rows, groups, b.shape[1] // groups).transpose(1, 0, 2)
     return xp.matmul(grouped_a, grouped_b)
 
 

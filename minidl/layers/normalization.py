@@ -54,7 +54,8 @@ class _BatchNorm(Module):
         xp = get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))                  # every axis but the channels
         per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)
-        if self.training:
+        batch_statistics = self.training and x.shape[0] > 0  # an empty batch has none
+        if batch_statistics:
             mean = x.mean(axis=axes, keepdims=True)
             xhat = x - mean
             var = xp.square(xhat).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
@@ -64,14 +65,14 @@ class _BatchNorm(Module):
         else:
             inv_std = (1.0 / xp.sqrt(self.running_var + self.eps)).reshape(per_channel)
             xhat = (x - self.running_mean.reshape(per_channel)) * inv_std
-        self.save_for_backward(xhat, inv_std, self.training)
+        self.save_for_backward(xhat, inv_std, batch_statistics)
         y = xhat * self.weight.data.reshape(per_channel) if self.weight is not None else xhat.copy()
         if self.bias is not None:
             y += self.bias.data.reshape(per_channel)
         return y
 
     def backward(self, dy):
-        xhat, inv_std, was_training = self.saved_for_backward(dy)
+        xhat, inv_std, batch_statistics = self.saved_for_backward(dy)
         axes = (0,) + tuple(range(2, dy.ndim))
         dbias = dy.sum(axis=axes)
         dweight = (dy * xhat).sum(axis=axes)
@@ -81,7 +82,7 @@ class _BatchNorm(Module):
         if self.weight is not None:
             self.weight.grad += dweight
             scale = inv_std * self.weight.data.reshape(inv_std.shape)
-        if not was_training:
+        if not batch_statistics:
             return dy * scale
         count = dy.size // self.num_features
         # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)), built in one buffer.

@@ -1,4 +1,6 @@
 """Shape-only layers: Flatten and Identity."""
+import math
+
 from ..module import Module
 
 
@@ -9,10 +11,11 @@ class Flatten(Module):
 
     def forward(self, x):
         self.save_for_backward(x.shape)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dy):
-        return dy.reshape(self.saved_for_backward(dy))
+        x_shape = self.saved_for_backward(dy)
+        return dy.reshape(x_shape)
 
 
 class Identity(Module):
