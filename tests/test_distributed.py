@@ -79,7 +79,7 @@ def test_data_parallel_equals_one_process_on_the_whole_batch():
 def test_sync_batchnorm_gradient_check_across_ranks():
     code, output = run_two_ranks("sync_bn_gradcheck.py")
     assert code == 0, output
-    assert_passed_on_both_ranks(output, [f"sync-bn-gradcheck-{i}" for i in range(6)])
+    assert_passed_on_both_ranks(output, [f"sync-bn-gradcheck-{i}" for i in range(7)])
 
 
 @needs_mpi
@@ -234,6 +234,17 @@ def test_sync_batchnorm_errors():
         L.SyncBatchNorm2d(3)(np.ones((4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="SyncBatchNorm2d: num_features must be a positive"):
         L.SyncBatchNorm2d(0)
+
+
+def test_sync_batchnorm_on_an_empty_batch_is_batchnorm():
+    for kind, shape in ((L.SyncBatchNorm1d, (0, 3)), (L.SyncBatchNorm2d, (0, 3, 2, 2))):
+        sync, plain = random_batchnorm(kind, 3, "affine", 0), random_batchnorm(
+            getattr(L, kind.__name__[4:]), 3, "affine", 0)
+        x = np.zeros(shape, dtype=np.float32)
+        assert sync(x).shape == plain(x).shape == shape
+        assert sync.backward(np.zeros(shape, np.float32)).shape == shape
+        for (name, a), (_, b) in zip(sync.state_dict().items(), plain.state_dict().items()):
+            assert np.array_equal(a, b), name
 
 
 def test_convert_sync_batchnorm_keeps_order_parameters_statistics_and_mode():

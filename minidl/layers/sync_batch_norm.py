@@ -26,7 +26,9 @@ class _SyncBatchNorm:
     """Forward and backward of the synchronised batch norm (mixed into BatchNorm1d/2d).
 
     Caches ``xhat``, ``inv_std = 1 / sqrt(var + eps)`` (per channel) and m (None in
-    eval mode). Gradients, with sums over this rank's values and Sum = all_reduce(sum):
+    eval mode, and for a batch empty on every rank, which uses the running statistics).
+    A rank whose own shard is empty still takes part in every all-reduce.
+    Gradients, with sums over this rank's values and Sum = all_reduce(sum):
 
         dbias   = sum(dy)                   dweight = sum(dy * xhat)
         train:  dx = weight * inv_std / m * (m * dy - Sum(dy) - xhat * Sum(dy * xhat))
@@ -36,8 +38,9 @@ class _SyncBatchNorm:
     def forward(self, x):
         xp = get_array_module(x)
         per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)
-        if self.training:
-            mean, var, count = self._batch_statistics(x)
+        count = self._global_count(x) if self.training else 0
+        if count > 0:  # with no values on any rank, like BatchNorm: the running statistics
+            mean, var = self._batch_statistics(x, count)
             self._update_running_statistics_of_all_ranks(mean, var, count)
         else:
             mean, var, count = self.running_mean, self.running_var, None
@@ -71,16 +74,15 @@ class _SyncBatchNorm:
         dx *= scale
         return dx
 
-    def _batch_statistics(self, x):
-        """(mean, biased var, m) per channel over every rank's values of x."""
+    def _batch_statistics(self, x, count):
+        """(mean, biased var) per channel over every rank's values of x (m = count)."""
         xp = get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))
         per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)
-        count = self._global_count(x)
         mean = distributed.all_reduce(x.sum(axis=axes), "sum") / count
         centred = x - mean.reshape(per_channel)
         var = distributed.all_reduce(xp.square(centred).sum(axis=axes), "sum") / count
-        return mean, var, count
+        return mean, var
 
     def _update_running_statistics_of_all_ranks(self, mean, var, count):
         # In place through local names, as in BatchNorm (the buffers keep their identity).
@@ -95,7 +97,7 @@ class _SyncBatchNorm:
         reduced over MPI, so that no GPU value is read back."""
         count = distributed.all_reduce(np.array([x.size // self.num_features], np.int64))
         count = int(count[0])
-        if count < 2:
+        if count == 1:
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
                              f"over all ranks when training, got {count} (input of shape "
                              f"{tuple(x.shape)} on this rank); use bigger batches or .eval()")

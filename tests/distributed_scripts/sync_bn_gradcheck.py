@@ -29,6 +29,7 @@ CASES = [
     (L.SyncBatchNorm1d, {}, [(1, 4), (1, 4)], True),  # one sample per rank: m = 2 in all
     (L.SyncBatchNorm1d, dict(affine=False), [(3, 3), (2, 3)], True),
     (L.SyncBatchNorm2d, {}, [(2, 2, 2, 3), (1, 2, 2, 3)], False),  # eval mode
+    (L.SyncBatchNorm2d, {}, [(3, 2, 2, 1), (0, 2, 2, 1)], True),  # rank 1's shard is empty
 ]
 
 for index, (kind, options, shapes, training) in enumerate(CASES):
