@@ -319,6 +319,10 @@ class DataParallel(Module):
 
     The loss on each rank is its shard's mean, so the averaged gradient is exactly the
     gradient of the mean loss over the whole batch when the shards have equal sizes.
+    Buffers are synchronised at wrap only: plain BatchNorm layers then keep running
+    statistics of their own shards on each rank (use SyncBatchNorm, or broadcast the
+    buffers before evaluating). ``state_dict`` keys gain the prefix "module."; save
+    ``model.module.state_dict()`` to load the weights into the bare model.
     """
 
     def __init__(self, model, bucket_mb=25, overlap=True):
