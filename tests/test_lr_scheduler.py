@@ -283,7 +283,8 @@ def test_schedulers_drive_lookahead():
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("build, message", [
-    (lambda o: S.StepLR(o, step_size=0), r"StepLR: step_size must be a positive integer, got 0 \(int\)"),
+    (lambda o: S.StepLR(o, step_size=0),
+     r"StepLR: step_size must be a positive integer, got 0 \(int\)"),
     (lambda o: S.StepLR(o, step_size=2, gamma=0),
      r"StepLR: gamma must be a real number in \(0, inf\), got 0"),
     (lambda o: S.MultiStepLR(o, milestones=[2, -1]),
@@ -331,7 +332,8 @@ def test_invalid_arguments_raise_a_clear_value_error(build, message):
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda o: S.StepLR(o, step_size=True), r"StepLR: step_size must be a positive integer, got True"),
+    (lambda o: S.StepLR(o, step_size=True),
+     r"StepLR: step_size must be a positive integer, got True"),
     (lambda o: S.StepLR(o, step_size=2.0), "StepLR: step_size must be a positive integer"),
     (lambda o: S.StepLR(o, step_size=2, gamma=False), r"StepLR: gamma must be a real number"),
     (lambda o: S.ExponentialLR(o, gamma="0.9"), "ExponentialLR: gamma must be a real number"),
