@@ -507,6 +507,8 @@ def test_history_rejects_unknown_columns():
         History().append({"epoch": 1, "accuracy": 0.5})
     with pytest.raises(KeyError, match="no column 'acc'"):
         History()["acc"]
+    with pytest.raises(ValueError, match="History.best: mode must be one of 'min', 'max', 'auto'"):
+        History([{"epoch": 1, "train_loss": 0.5}]).best("train_loss", mode="lowest")
 
 
 def test_plot_history_writes_a_png(tmp_path):
