@@ -253,6 +253,18 @@ def test_non_finite_loss_stops_with_epoch_and_step(xp, factor):
         assert_bit_identical(weights(model), snapshots[-1])
 
 
+def test_a_diverging_model_stops_with_epoch_step_and_lr():
+    x, y = blobs(n=40)
+    model = L.Sequential(L.Linear(4, 8), L.ReLU(), L.Linear(8, 3))
+    trainer = Trainer(model, CrossEntropyLoss(), SGD(model.parameters(), lr=1e30), quiet=True)
+    message = (r"the model's output contains NaN or Inf at epoch 1, step \d of 4 \(lr 1e\+30\); "
+               "training stopped. Usual causes: a learning rate too high")
+    # The overflow itself is what a 1e30 step does: only the Trainer's report is tested.
+    with pytest.raises(NonFiniteLossError, match=message), np.errstate(over="ignore",
+                                                                       invalid="ignore"):
+        trainer.fit(DataLoader(x, y, batch_size=10, seed=0), epochs=3)
+
+
 def test_an_interrupt_inside_a_step_writes_no_inconsistent_checkpoint(tmp_path, capsys):
     def interrupted_loss(logits, target):
         raise KeyboardInterrupt   # e.g. Ctrl-C with a custom SIGINT handler, mid-update

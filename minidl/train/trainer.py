@@ -14,9 +14,9 @@ History row, then the callbacks' ``on_epoch_end``.
 
 No device sync per step: loss and accuracy are summed as arrays on the device and
 turned into Python floats only every ``log_interval`` steps and at the end of an epoch.
-A NaN/Inf loss stops training with :class:`NonFiniteLossError` naming the epoch and
-step (on the CPU it is caught before the step updates the weights; on the GPU at the
-next log point, with the exact step it occurred at).
+A NaN/Inf model output or loss stops training with :class:`NonFiniteLossError` naming
+the epoch, step and learning rate (on the CPU it is caught before the step updates the
+weights; on the GPU at the next log point, with the exact step it occurred at).
 
 Exact resume: a checkpoint written by :meth:`Trainer.save_checkpoint` (what
 ModelCheckpoint and Ctrl-C write) holds the model, optimizer, scheduler, History, the
@@ -267,10 +267,14 @@ class Trainer:
         """forward -> loss -> zero_grad -> backward -> optimizer step; (loss, batch size)."""
         x_batch, y_batch = backend.to_device(x_batch, device), backend.to_device(y_batch, device)
         logits = self.model(x_batch)
+        # On the CPU the checks are free: stop before the bad step touches the weights.
+        if isinstance(logits, np.ndarray) and not np.isfinite(logits).all():
+            raise NonFiniteLossError(self._non_finite_message(
+                "the model's output contains NaN or Inf", epoch, step, total))
         loss = self.loss_fn(logits, y_batch)
         if backend.get_array_module(loss) is np and not math.isfinite(loss):
-            # On the CPU the check is free: stop before the bad step touches the weights.
-            raise NonFiniteLossError(self._non_finite_message(float(loss), epoch, step, total))
+            raise NonFiniteLossError(self._non_finite_message(
+                f"the training loss is {float(loss)}", epoch, step, total))
         hits, ks = batch_hits(logits, y_batch)
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward())
@@ -279,9 +283,9 @@ class Trainer:
         self._meter.add(loss, batch_size, hits, ks, step)
         return loss, batch_size
 
-    def _non_finite_message(self, value, epoch, step, total):
+    def _non_finite_message(self, what, epoch, step, total):
         of = f" of {total}" if total else ""
-        return (f"Trainer: the training loss is {value} at epoch {epoch}, step {step}{of}; "
+        return (f"Trainer: {what} at epoch {epoch}, step {step}{of} (lr {self.lr:.3g}); "
                 "training stopped. Usual causes: a learning rate too high for the model "
                 "(lower it, or add warm-up), inputs containing NaN/Inf, or a custom loss "
                 "taking log(0).")
@@ -291,7 +295,8 @@ class Trainer:
         stats, first_bad = self._meter.read()
         if first_bad:
             raise NonFiniteLossError(
-                self._non_finite_message("nan or inf", epoch, first_bad, total))
+                self._non_finite_message("the training loss is nan or inf", epoch, first_bad,
+                                         total))
         if stats["loss"] is not None and not bar.disable:
             elapsed = max(time.perf_counter() - self._epoch_started, 1e-9)
             postfix = {"loss": f"{stats['loss']:.4f}"}
