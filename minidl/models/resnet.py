@@ -33,12 +33,13 @@ class _ResidualBlock(Module):
 
     ``body`` is the chain of child modules named in ``self.body_names``; ``downsample`` is
     the projection shortcut, or None for the identity. Nothing is cached here: each
-    child caches what its own backward needs (the block saves only a marker, so a
-    backward without a forward fails with a clear message naming the block).
+    child caches what its own backward needs (``saved_for_backward(dy)`` still checks
+    ``dy``, and fails with a clear message naming the block without a forward).
     Backward: ``d = act'(dy)``, then ``dx = body'(d) + shortcut'(d)`` (the sum rule of
     :class:`~minidl.layers.Residual`; identity shortcut: ``shortcut'(d) = d``).
     """
 
+    input_shape = "(N, C, H, W)"
     body_names = ()
 
     def _body(self):
@@ -49,7 +50,6 @@ class _ResidualBlock(Module):
         for layer in self._body():
             out = layer(out)
         skip = x if self.downsample is None else self.downsample(x)
-        self.save_for_backward(True)
         return self.act_out(out + skip)
 
     def backward(self, dy):
