@@ -6,8 +6,8 @@ Everything here is performance machinery that the layers' math does not need:
 - **Workspaces.** Large fresh arrays cost page faults on first touch (as much as the
   copy itself), so hot paths write into buffers that survive between steps.
 - **Copy threads.** NumPy copies run on one core but release the GIL, so large ones
-  are split over the batch axis between a few threads (``MINIDL_NUM_THREADS=1`` turns
-  this off).
+  are split over the batch axis between up to four threads (as many as
+  :func:`minidl.threads.get_num_threads` allows; ``MINIDL_NUM_THREADS=1`` turns this off).
 - **Channels last inside im2col.** With NHWC data the windows are copied as runs of
   ``C`` contiguous numbers: one strided view plus one ``np.copyto`` (about three times
   faster than gathering NCHW windows).
@@ -15,11 +15,12 @@ Everything here is performance machinery that the layers' math does not need:
   padded gradient, never over samples or pixels.
 """
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from .. import threads
 
 
 class Workspace:
@@ -55,7 +56,7 @@ def scratch(like, role, shape):
     return _scratch.get(role, shape, like.dtype)
 
 
-_NUM_THREADS = max(1, int(os.environ.get("MINIDL_NUM_THREADS", min(os.cpu_count() or 1, 4))))
+_MAX_COPY_THREADS = 4  # copies are memory-bound: more threads stop helping
 _PARALLEL_MIN_ELEMENTS = 1 << 18
 _pool = None
 
@@ -66,12 +67,12 @@ def parallel_over_batch(work, batch, elements):
     ``work`` must write disjoint outputs for disjoint sample ranges.
     """
     global _pool
-    chunks = min(_NUM_THREADS, batch)
+    chunks = min(threads.get_num_threads(), _MAX_COPY_THREADS, batch)
     if chunks <= 1 or elements < _PARALLEL_MIN_ELEMENTS:
         work(0, batch)
         return
     if _pool is None:
-        _pool = ThreadPoolExecutor(_NUM_THREADS, thread_name_prefix="minidl")
+        _pool = ThreadPoolExecutor(_MAX_COPY_THREADS, thread_name_prefix="minidl")
     bounds = [batch * k // chunks for k in range(chunks + 1)]
     futures = [_pool.submit(work, bounds[k], bounds[k + 1]) for k in range(1, chunks)]
     work(bounds[0], bounds[1])
