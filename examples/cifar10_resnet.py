@@ -39,7 +39,8 @@ def build_model(name, width=64):
 
 
 def main(argv=None):
-    p = cifar_common.parser(__doc__, epochs=200, batch_size=128, lr=0.01, out="runs/cifar10_resnet")
+    p = cifar_common.parser(__doc__, epochs=200, batch_size=128, lr=0.01, out="runs/cifar10_resnet",
+                              distributed=True)
     p.add_argument("--model", choices=sorted(REPORTED), default="resnet18")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)

@@ -4,21 +4,31 @@ Every example accepts ``--epochs --batch-size --lr --data-dir --device --seed --
 and ``--smoke`` (a few steps on synthetic data, for the test suite), and writes
 ``NAME_history.json``, ``NAME_history.csv``, ``NAME_curves.png``, ``NAME_result.txt`` and
 ``NAME_result.json`` into ``--out``.
+
+``--distributed`` (mnist_mlp, mnist_cnn, cifar10_resnet): data-parallel training over
+the processes ``mpiexec`` starts
+(``mpiexec -n 2 python examples/mnist_mlp.py --distributed``): the model is wrapped in
+``minidl.distributed.DataParallel``, the loaders shard the data, ``--batch-size`` is per
+rank, and only rank 0 prints and writes the outputs.
 """
 import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
 import minidl
 from minidl import data, losses, optim
+from minidl import distributed as dist
 from minidl.train import Trainer, plot_history
 
 
-def parser(description, epochs, batch_size, lr, out):
+def parser(description, epochs, batch_size, lr, out, distributed=False):
+    """The shared CLI; ``distributed``: the script trains through :func:`train_and_report`
+    or ``cifar_common.run`` only, so it can offer ``--distributed``."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
@@ -32,14 +42,23 @@ def parser(description, epochs, batch_size, lr, out):
     p.add_argument("--smoke", action="store_true",
                    help="a few steps on small synthetic data (used by the tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if distributed:
+        p.add_argument("--distributed", action="store_true",
+                       help="data-parallel over mpiexec's processes (batch size per rank)")
     return p
 
 
 def setup(args):
-    """Seed, select the device, create the output folder."""
-    minidl.seed(args.seed)
+    """Seed, select the device, create the output folder; join the other ranks."""
     if args.device:
         minidl.use_device(args.device)
+    if getattr(args, "distributed", False):
+        dist.init()
+        if dist.rank() != 0:  # one rank speaks for all (errors still reach stderr)
+            sys.stdout = open(os.devnull, "w")
+    # Per-rank dropout draws; the weights are rank 0's (DataParallel broadcasts them),
+    # and the data split and shuffles use args.seed itself, the same on every rank.
+    minidl.seed(args.seed + dist.rank())
     os.makedirs(args.out, exist_ok=True)
 
 
@@ -99,6 +118,8 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
     learning-rate schedule.
     """
     model.to(minidl.current_device())
+    if getattr(args, "distributed", False):
+        model = dist.DataParallel(model)  # same Params: the optimizer built before still fits
     train_loader, val_loader, test_loader = loaders(args, train, val, test, transform)
     epochs = args.epochs if epochs is None else epochs
     if args.smoke:
@@ -130,7 +151,10 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
 
 def write_outputs(out, name, history, result, line, plot=True):
     """Write ``NAME_history.json/csv``, ``NAME_curves.png`` (if ``plot``) and the
-    one-line result as ``NAME_result.txt`` and ``NAME_result.json``; print the line."""
+    one-line result as ``NAME_result.txt`` and ``NAME_result.json``; print the line.
+    Under mpiexec only rank 0 writes."""
+    if dist.rank() != 0:
+        return
     history.to_json(os.path.join(out, f"{name}_history.json"))
     history.to_csv(os.path.join(out, f"{name}_history.csv"))
     if plot:

@@ -12,7 +12,8 @@ from minidl.models import mnist_cnn, tiny_cnn
 
 
 def main(argv=None):
-    p = common.parser(__doc__, epochs=10, batch_size=None, lr=None, out="runs/mnist_cnn")
+    p = common.parser(__doc__, epochs=10, batch_size=None, lr=None, out="runs/mnist_cnn",
+                      distributed=True)
     p.add_argument("--model", choices=["cnn", "tiny"], default="cnn")
     p.add_argument("--momentum", type=float, default=0.9)
     args = p.parse_args(argv)

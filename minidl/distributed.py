@@ -33,7 +33,7 @@ from .module import Module
 
 INSTALL_HINT = 'pip install mpi4py mpich   (or: pip install -e ".[distributed]")'
 BACKENDS = ("mpi", "nccl")
-OPS = ("sum", "mean", "max")
+OPS = ("sum", "mean", "max", "min")
 # Set by the MPI launchers in every process they start (MPICH/Hydra, Open MPI).
 _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
@@ -205,7 +205,7 @@ def start_all_reduce(x, op="sum"):
 
 def all_reduce(x, op="sum"):
     """Reduce ``x`` over every rank, in place, and return it: ``op`` is "sum",
-    "mean" (float arrays) or "max". Every rank must call it with the same shape and
+    "mean" (float arrays), "max" or "min". Every rank must call it with the same shape and
     dtype. ``x``: any shape, NumPy or CuPy."""
     return _all_reduce(x, op, blocking=True).wait()
 
@@ -218,7 +218,7 @@ def _all_reduce(x, op, blocking):
     if backend.device_of(x) == "gpu" and _state["nccl"] is not None:
         return _nccl_all_reduce(x, op, blocking)
     mpi = _state["mpi"]
-    mpi_op = mpi.MAX if op == "max" else mpi.SUM
+    mpi_op = {"max": mpi.MAX, "min": mpi.MIN}.get(op, mpi.SUM)
     host = backend.to_numpy(x) if backend.device_of(x) == "gpu" else None
     buffer = x if host is None else host
     if blocking:  # MPICH's blocking Allreduce is faster than Iallreduce + Wait
@@ -230,7 +230,7 @@ def _all_reduce(x, op, blocking):
 
 def _nccl_all_reduce(x, op, blocking):
     cupy, nccl = backend.cupy_module(), _state["nccl_module"]
-    nccl_op = nccl.NCCL_MAX if op == "max" else nccl.NCCL_SUM
+    nccl_op = {"max": nccl.NCCL_MAX, "min": nccl.NCCL_MIN}.get(op, nccl.NCCL_SUM)
     current = cupy.cuda.get_current_stream()
     stream = current if blocking else _state["stream"]
     if not blocking:

@@ -6,6 +6,7 @@ missing); each script prints a ``PASS`` line per check and rank. The rest runs i
 process, where minidl.distributed is never initialised: world size 1.
 """
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from minidl.data.sharding import shard_order, shard_size
 from minidl.gradcheck import assert_gradients
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_scripts")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = shutil.which("mpiexec")
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 needs_mpi = pytest.mark.skipif(
@@ -30,13 +32,18 @@ needs_mpi = pytest.mark.skipif(
 
 
 def run_two_ranks(script, timeout=60, ranks=2, args=()):
-    """Run a script under ``mpiexec -n ranks``; return (exit code, stdout + stderr)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    """Run a script under ``mpiexec -n ranks`` (plain python if ``ranks`` is 0); return
+    (exit code, stdout + stderr)."""
+    # PYTHONPATH: this checkout's minidl, not an installed one, in the examples too.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=ROOT, MINIDL_DEVICE="cpu")
     for variable in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE"):
         env.pop(variable, None)  # in case pytest itself runs under a launcher
     try:
-        done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, script, *args],
-                              cwd=SCRIPTS,
+        command = [sys.executable, script, *args]
+        if ranks:
+            command = [MPIEXEC, "-n", str(ranks)] + command
+        done = subprocess.run(command, cwd=SCRIPTS,
                               env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as expired:
         pytest.fail(f"{script} did not finish within {timeout} s (a hang?):\n"
@@ -116,6 +123,47 @@ def test_one_gpu_goes_through_nccl_and_changes_nothing():
     assert {("one-rank-collectives", 0), ("one-rank-data-parallel", 0)} <= passed_checks(output)
 
 
+@needs_mpi
+def test_sharded_loaders_and_the_trainer_on_two_ranks(tmp_path):
+    """Shards disjoint, covering, equal in number, reshuffled per epoch, rank 0's seed;
+    the Trainer's History equal on both ranks and validation averaged exactly; only rank 0
+    writes; a mid-run checkpoint resumes bit-identically; another world size is refused."""
+    code, output = run_two_ranks("trainer.py", args=(str(tmp_path),), timeout=90)
+    assert code == 0, output
+    assert_passed_on_both_ranks(output, ["loader-shards", "loader-different-data-refused",
+                                         "trainer-history", "trainer-resume"])
+    assert sorted(os.listdir(tmp_path)) == ["epoch1.npz", "epoch2.npz"]
+    model = minidl.models.mlp([8, 16, 3])
+    trainer = minidl.train.Trainer(dist.DataParallel(model), minidl.losses.CrossEntropyLoss(),
+                                   minidl.optim.SGD(model.parameters(), lr=0.1), quiet=True)
+    x, y = np.zeros((4, 8)), np.zeros(4, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"written by a run of 2 process\(es\), this one has 1"):
+        trainer.fit(minidl.data.DataLoader(x, y, batch_size=2), epochs=3,
+                    resume=str(tmp_path / "epoch2.npz"))
+
+
+@needs_mpi
+def test_example_on_two_ranks_equals_one_process_with_the_whole_batch(tmp_path):
+    """mnist_mlp --smoke: 2 ranks x batch 50 --distributed == 1 process x batch 100 (the
+    shards of one shuffled order are the big batch's rows), and only rank 0 writes."""
+    script = os.path.join(ROOT, "examples", "mnist_mlp.py")
+    common = ["--smoke", "--quiet", "--epochs", "2"]
+    code, one = run_two_ranks(script, ranks=0, args=(*common, "--out", str(tmp_path / "one")))
+    assert code == 0, one
+    code, two = run_two_ranks(script, args=(*common, "--distributed", "--batch-size", "50",
+                                            "--out", str(tmp_path / "two")), timeout=120)
+    assert code == 0, two
+    assert two.count("mlp_512_512: test") == 1, two  # printed by rank 0 only
+    results = [json.loads((tmp_path / run / "mlp_512_512_result.json").read_text())
+               for run in ("one", "two")]
+    for key in ("train_acc", "val_acc", "test_acc"):
+        assert results[0][key] == results[1][key], (key, results)
+    histories = [json.loads((tmp_path / run / "mlp_512_512_history.json").read_text())
+                 for run in ("one", "two")]
+    for key in ("train_loss", "val_loss"):  # float32, summed in another order
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------- world size 1
 def test_without_init_everything_is_world_size_one():
     assert not dist.is_initialized() and dist.backend_name() is None
@@ -131,8 +179,9 @@ def test_without_init_everything_is_world_size_one():
 
 
 def test_collective_argument_errors():
-    with pytest.raises(ValueError, match=r"op must be one of 'sum', 'mean', 'max', got 'min'"):
-        dist.all_reduce(np.ones(3), "min")
+    with pytest.raises(ValueError, match=r"op must be one of 'sum', 'mean', 'max', 'min', "
+                                         r"got 'prod'"):
+        dist.all_reduce(np.ones(3), "prod")
     with pytest.raises(TypeError, match="expected a NumPy or CuPy array, got list"):
         dist.all_reduce([1.0, 2.0])
     with pytest.raises(TypeError, match="'mean' needs a float array"):

@@ -15,6 +15,8 @@ for dtype in (np.float32, np.float64, np.int32, np.int64, np.uint8):
         assert np.array_equal(total, sum(values).astype(dtype)), (dtype, shape)
         biggest = dist.all_reduce(mine.copy(), "max")
         assert np.array_equal(biggest, np.maximum(*values).astype(dtype)), (dtype, shape)
+        smallest = dist.all_reduce(mine.copy(), "min")
+        assert np.array_equal(smallest, np.minimum(*values).astype(dtype)), (dtype, shape)
         if np.dtype(dtype).kind == "f":
             mean = dist.all_reduce(mine.copy(), "mean")
             assert np.allclose(mean, sum(values) / size), (dtype, shape)

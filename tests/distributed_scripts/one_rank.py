@@ -25,7 +25,7 @@ for dtype in (np.float32, np.float64, np.int32, np.int64, np.uint8):
     for shape in ((1,), (5, 3), (1 << 15,)):
         x = xp.asarray(np.arange(np.prod(shape)).reshape(shape) % 97, dtype=dtype)
         expected = backend.to_numpy(x).copy()
-        ops = ("sum", "max", "mean") if np.dtype(dtype).kind == "f" else ("sum", "max")
+        ops = ("sum", "max", "min", "mean") if np.dtype(dtype).kind == "f" else ("sum", "min")
         for op in ops:
             assert dist.all_reduce(x, op) is x
             assert np.array_equal(backend.to_numpy(x), expected), (dtype, shape, op)
