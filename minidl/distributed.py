@@ -86,8 +86,10 @@ def _init_nccl():
     if not backend.gpu_available():
         raise RuntimeError("distributed.init: backend 'nccl' needs CuPy and a GPU; "
                            "use backend='mpi' on the CPU")
-    cupy = backend.cupy_module()
-    from cupy.cuda import nccl
+    cupy, nccl = backend.cupy_module(), backend.nccl_module()
+    if nccl is None:
+        raise RuntimeError("distributed.init: backend 'nccl' needs CuPy built with NCCL "
+                           "(cupy.cuda.nccl is missing or unavailable); use backend='mpi'")
     comm = _state["comm"]
     local_rank = comm.Split_type(_state["mpi"].COMM_TYPE_SHARED).Get_rank()
     cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
