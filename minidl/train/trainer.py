@@ -47,7 +47,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .. import backend, checks, distributed
+from .. import backend, checks, distributed, threads
 from ..module import Module
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .callbacks import Callback
@@ -204,6 +204,7 @@ class Trainer:
                 step = self._step_in_epoch + 1
                 self._callbacks("on_batch_begin", step)
                 self._consistent = False
+                threads.adapt_to_load()  # fewer BLAS threads while other programs use the cores
                 loss, batch_size = self._train_step(x_batch, y_batch, device, epoch, step, total)
                 if self.scheduler is not None and self.scheduler_interval == "batch":
                     self.scheduler.step()
