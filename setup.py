@@ -12,6 +12,8 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x"],
         "distributed": ["mpi4py>=3.1", "mpich"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # The tests launch `mpiexec -n 2` (mpich's wheel ships it), so they need the
+        # distributed extra too.
+        "test": ["pytest>=7", "hypothesis>=6", "mpi4py>=3.1", "mpich"],
     },
 )

@@ -75,6 +75,10 @@ class Module:
         if name in self._buffers and hasattr(value, "shape"):
             object.__setattr__(self, name, value)  # still a buffer (e.g. running_mean *= m)
             return
+        if isinstance(value, Module) and name in self._modules:
+            self._modules[name] = value  # replaced in place: a Sequential keeps its order
+            object.__setattr__(self, name, value)
+            return
         for registry in (self._params, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Param):
