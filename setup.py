@@ -12,5 +12,8 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x"],
         "test": ["pytest>=7", "hypothesis>=6"],
+        # The documentation site: mkdocs build --strict (see mkdocs.yml).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
+                 "mkdocstrings-python>=1.16", "mkdocs-jupyter>=0.25"],
     },
 )
