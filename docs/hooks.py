@@ -7,7 +7,8 @@
    list of them in place of its ``<!-- tutorial list -->`` marker.
 2. minidl's docstrings are written for Sphinx as much as for Markdown: roles
    (``:class:`~minidl.train.Trainer```) become plain code (``Trainer``), and a paragraph
-   that introduces a literal block ends in one colon, not reST's ``::``.
+   that introduces a literal block ends in one colon, not reST's ``::`` (and a ``::``
+   alone on its line disappears).
 """
 import json
 import os
@@ -20,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIALS = os.path.join(ROOT, "tutorials")
 LIST_MARKER = "<!-- tutorial list -->"
 LITERAL_BLOCK = re.compile(r"::</p>")
+LONE_LITERAL_MARK = re.compile(r"<p>::</p>\s*")
 ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj|py:\w+):<code>(~?)([^<]*)</code>")
 
 
@@ -47,7 +49,7 @@ def on_config(config):
     pages = [{_title(name): f"tutorials/{name}"} for name in _notebooks()]
     for index, entry in enumerate(config["nav"] or []):
         if isinstance(entry, dict) and entry.get("Tutorials") == "tutorials/index.md":
-            config["nav"][index] = {"Tutorials": [{"Overview": "tutorials/index.md"}, *pages]}
+            config["nav"][index] = {"Tutorials": [{"All tutorials": "tutorials/index.md"}, *pages]}
     return config
 
 
@@ -79,4 +81,5 @@ def on_page_content(html, page, config, files):
     def plain(match):
         short, target = match.groups()
         return f"<code>{target.rsplit('.', 1)[-1] if short else target}</code>"
-    return LITERAL_BLOCK.sub(":</p>", ROLE.sub(plain, html))
+    html = LONE_LITERAL_MARK.sub("", ROLE.sub(plain, html))
+    return LITERAL_BLOCK.sub(":</p>", html)
