@@ -8,7 +8,8 @@
 2. minidl's docstrings are written for Sphinx as much as for Markdown: roles
    (``:class:`~minidl.train.Trainer```) become plain code (``Trainer``), and a paragraph
    that introduces a literal block ends in one colon, not reST's ``::`` (and a ``::``
-   alone on its line disappears).
+   alone on its line disappears); a reST "simple table" (columns framed by ``=====``
+   lines) becomes an HTML table instead of one run-together paragraph.
 """
 import json
 import os
@@ -22,6 +23,7 @@ TUTORIALS = os.path.join(ROOT, "tutorials")
 LIST_MARKER = "<!-- tutorial list -->"
 LITERAL_BLOCK = re.compile(r"::</p>")
 LONE_LITERAL_MARK = re.compile(r"<p>::</p>\s*")
+SIMPLE_TABLE = re.compile(r"<p>(=+(?: +=+)+\n.*?\n=+(?: +=+)+)</p>", re.S)
 ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj|py:\w+):<code>(~?)([^<]*)</code>")
 
 
@@ -82,4 +84,28 @@ def on_page_content(html, page, config, files):
         short, target = match.groups()
         return f"<code>{target.rsplit('.', 1)[-1] if short else target}</code>"
     html = LONE_LITERAL_MARK.sub("", ROLE.sub(plain, html))
+    html = SIMPLE_TABLE.sub(lambda match: _simple_table(match.group(1)), html)
     return LITERAL_BLOCK.sub(":</p>", html)
+
+
+def _simple_table(text):
+    """A reST simple table (``===`` borders, the first row between the first two of them
+    a header) as an HTML table; the columns start where the border's ``=`` runs start."""
+    lines = text.split("\n")
+    starts = [match.start() for match in re.finditer(r"=+", lines[0])]
+    borders = [index for index, line in enumerate(lines) if _is_border(line)]
+
+    def row(line, tag):
+        cells = [line[start:end].strip() for start, end in zip(starts, starts[1:] + [None])]
+        return "<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>"
+
+    has_header = len(borders) > 2
+    header = lines[borders[0] + 1:borders[1]] if has_header else []
+    body = lines[borders[1 if has_header else 0] + 1:]
+    head = "".join(row(line, "th") for line in header)
+    rows = "".join(row(line, "td") for line in body if line.strip() and not _is_border(line))
+    return f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>"
+
+
+def _is_border(line):
+    return re.fullmatch(r"=+(?: +=+)+", line) is not None
