@@ -15,5 +15,8 @@ setup(
         # The tests launch `mpiexec -n 2` (mpich's wheel ships it), so they need the
         # distributed extra too.
         "test": ["pytest>=7", "hypothesis>=6", "mpi4py>=3.1", "mpich"],
+        # The documentation site: mkdocs build --strict (see mkdocs.yml).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
+                 "mkdocstrings-python>=1.16", "mkdocs-jupyter>=0.25"],
     },
 )

@@ -93,7 +93,7 @@ def cifar10_splits(args, val_size=5000, smoke_sizes=(128, 64)):
         (x_train, y_train), (x_test, y_test) = synthetic_cifar10(*smoke_sizes, seed=args.seed)
         val_size = min(val_size, smoke_sizes[0] // 4)
     else:
-        (x_train, y_train), (x_test, y_test) = data.load_cifar10(root=args.data_dir)
+        (x_train, y_train), (x_test, y_test) = common.load_dataset("cifar10", args)
     val = None
     if val_size:
         (x_train, y_train), val = data.train_val_split(
@@ -166,8 +166,9 @@ def run(args, model, optimizer, name, train_loader, val_loader, test_loader, sch
         bare_model = layers.convert_sync_batchnorm(model)  # keeps the optimizer's Params
         model = dist.DataParallel(bare_model)
     loss_fn = losses.CrossEntropyLoss() if loss_fn is None else loss_fn
-    trainer = Trainer(model, loss_fn, optimizer, scheduler=scheduler, callbacks=callbacks,
-                      scheduler_interval=scheduler_interval, quiet=args.quiet)
+    trainer = Trainer(model, loss_fn, optimizer, scheduler=scheduler,
+                      scheduler_interval=scheduler_interval,
+                      **common.progress_options(args, callbacks))
     epochs = args.epochs if epochs is None else epochs
     start = time.perf_counter()
     history = trainer.fit(train_loader, val_loader, epochs=epochs)
