@@ -8,6 +8,7 @@ from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import (AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d, avg_pool2d_naive,
                       max_pool2d_naive)
 from .reshape import Flatten, Identity
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
@@ -16,3 +17,4 @@ __all__ = [
     "Sequential", "Sigmoid", "Softmax", "Tanh", "avg_pool2d_naive", "col2im", "conv2d_naive",
     "im2col", "max_pool2d_naive",
 ]
+__all__ += ["GRU", "LSTM", "RNN"]
