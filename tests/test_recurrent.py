@@ -291,3 +291,20 @@ def test_bad_backward_calls():
     rnn.backward(np.zeros_like(output))
     with pytest.raises(RuntimeError, match="nothing saved"):
         rnn.backward(np.zeros_like(output))
+
+
+# --------------------------------------------------------------------------- example
+def test_char_lstm_example_smoke(tmp_path):
+    """examples/char_lstm.py end to end on synthetic text (truncated BPTT, eval, sampling)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "examples", "char_lstm.py")
+    completed = subprocess.run([sys.executable, script, "--smoke", "--out", str(tmp_path)],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    result = json.loads((tmp_path / "char_lstm_result.json").read_text())
+    assert np.isfinite(result["val_loss"]) and result["val_loss"] < np.log(14) + 0.1
+    assert (tmp_path / "char_lstm_sample.txt").read_text().startswith("to")
