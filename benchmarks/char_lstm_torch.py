@@ -110,7 +110,7 @@ def train(args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
         train_time += time.perf_counter() - start
-        recent.append(float(loss))
+        recent.append(loss.item())
         record = char_lstm.report(step, args, recent, train_time,
                                   lambda: evaluate(model, val_ids, args))
         if record:

@@ -55,10 +55,11 @@ class _RNNBase(Module):
 
     A subclass sets ``num_gates`` (G), ``state_size`` (1: h; 2: h and c) and
     ``fold_hidden_bias`` (b_hh can be added to the input projection once) and writes
-    one cell step: ``_cell_forward(gx_t, state, w_hh, b_hh) -> (state', cache)`` and
+    one cell step: ``_cell_forward(gx_t, state, w_hh_t, b_hh) -> (state', cache)`` and
     ``_cell_backward(d_state', cache, w_hh) -> (d_gx_t, d_gh_t, d_state)``, where gx_t
-    is the step's ``W_ih x + b_ih`` (N, G*H), gh_t = ``W_hh h (+ b_hh)``, and d_state
-    includes the path through ``W_hh``.
+    is the step's ``W_ih x + b_ih`` (N, G*H), gh_t = ``W_hh h (+ b_hh)``, computed as
+    ``h @ w_hh_t`` with ``w_hh_t`` a contiguous copy of ``W_hh.T`` (BLAS multiplies it
+    ~20% faster than the transposed view), and d_state includes the path through W_hh.
     """
 
     input_shape = "(T, N, input_size)"
@@ -148,17 +149,18 @@ class _RNNBase(Module):
             hidden_bias = None if self.fold_hidden_bias else b_hh.data
         if direction == 1:
             gx = gx[::-1]  # the reverse direction reads time backwards
-        hs, final, steps = self._scan(gx, state, w_hh.data, hidden_bias)
+        w_hh_t = get_array_module(seq).ascontiguousarray(w_hh.data.T)
+        hs, final, steps = self._scan(gx, state, w_hh_t, hidden_bias)
         return (hs[::-1] if direction == 1 else hs), final, (seq, state[0], hs, steps)
 
-    def _scan(self, gx, state, w_hh, b_hh):
+    def _scan(self, gx, state, w_hh_t, b_hh):
         """The time loop: the cell over the T steps of gx (T, N, G*H) from ``state``.
         Returns every step's h (T, N, H), the last state and the per-step caches."""
         xp = get_array_module(gx)
         hs = xp.empty(gx.shape[:2] + (self.hidden_size,), dtype=gx.dtype)
         steps = []
         for t in range(gx.shape[0]):
-            state, cache = self._cell_forward(gx[t], state, w_hh, b_hh)
+            state, cache = self._cell_forward(gx[t], state, w_hh_t, b_hh)
             hs[t] = state[0]
             steps.append(cache)
         return hs, state, steps
@@ -317,9 +319,9 @@ class RNN(_RNNBase):
                          bidirectional)
         self.nonlinearity = nonlinearity
 
-    def _cell_forward(self, gx_t, state, w_hh, b_hh):
+    def _cell_forward(self, gx_t, state, w_hh_t, b_hh):
         xp = get_array_module(gx_t)
-        pre = gx_t + state[0] @ w_hh.T
+        pre = gx_t + state[0] @ w_hh_t
         h_next = xp.tanh(pre, out=pre) if self.nonlinearity == "tanh" else xp.maximum(pre, 0, out=pre)
         return (h_next,), h_next
 
@@ -348,11 +350,11 @@ class LSTM(_RNNBase):
     num_gates = 4
     state_size = 2
 
-    def _cell_forward(self, gx_t, state, w_hh, b_hh):
+    def _cell_forward(self, gx_t, state, w_hh_t, b_hh):
         xp = get_array_module(gx_t)
         h, c = state
         hidden = self.hidden_size
-        gates = gx_t + h @ w_hh.T
+        gates = gx_t + h @ w_hh_t
         g_rows = gates[:, 2 * hidden:3 * hidden]
         g = xp.tanh(g_rows)
         acts = _sigmoid(gates)  # i, f, o; the g rows are overwritten next
@@ -390,11 +392,11 @@ class GRU(_RNNBase):
     num_gates = 3
     fold_hidden_bias = False
 
-    def _cell_forward(self, gx_t, state, w_hh, b_hh):
+    def _cell_forward(self, gx_t, state, w_hh_t, b_hh):
         xp = get_array_module(gx_t)
         h = state[0]
         hidden = self.hidden_size
-        gh = h @ w_hh.T
+        gh = h @ w_hh_t
         if b_hh is not None:
             gh += b_hh
         rz = _sigmoid(gx_t[:, :2 * hidden] + gh[:, :2 * hidden])
