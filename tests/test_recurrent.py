@@ -286,7 +286,7 @@ def test_bad_backward_calls():
     with pytest.raises(RuntimeError, match="GRU.backward: nothing saved from a forward pass"):
         rnn.backward(np.zeros((5, 2, 4), dtype=np.float32))
     output, _ = rnn(np.zeros((5, 2, 3), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"GRU.backward: expected d_output of shape \(5, 2, 4\)"):
+    with pytest.raises(ValueError, match=r"GRU.backward: expected dy of shape \(5, 2, 4\)"):
         rnn.backward(np.zeros((5, 2, 3), dtype=np.float32))
     rnn.backward(np.zeros_like(output))
     with pytest.raises(RuntimeError, match="nothing saved"):

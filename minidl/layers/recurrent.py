@@ -28,7 +28,7 @@ import math
 
 from .. import checks
 from .. import init as initializers
-from ..backend import get_array_module, rng
+from ..backend import device_of, get_array_module, rng
 from ..module import Module, Param
 
 
@@ -62,9 +62,8 @@ class _RNNBase(Module):
     ~20% faster than the transposed view), and d_state includes the path through W_hh.
     """
 
-    input_shape = "(T, N, input_size)"
-    input_size = "input_size"
-    input_axis = -1
+    input_shape = "(T, N, input_size)"  # (N, T, input_size) with batch_first
+    input_axis = -1  # its size is self.input_size (see check_input)
     num_gates = 1
     state_size = 1
     fold_hidden_bias = True
@@ -103,13 +102,6 @@ class _RNNBase(Module):
                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x, hx=None):
-        # Module.__call__ passes x alone; until it forwards extra arguments (the layer
-        # protocol), the initial state comes through here. forward checks x itself.
-        if Module._call_depth == 0:
-            self._check_finite(x)
-        return self.forward(x, hx)
-
     def forward(self, x, hx=None):
         """x: (T, N, input_size), or (N, T, input_size) with batch_first.
         hx: initial state (D*L, N, H) (LSTM: a pair (h0, c0)); None means zeros.
@@ -118,7 +110,6 @@ class _RNNBase(Module):
         every step, and h_n (D*L, N, H) (LSTM: (h_n, c_n)), every layer's last state.
         Caches, per layer and direction, the layer input, h0 and each step's cell cache.
         """
-        self._check_sequence(x)
         seq = x.swapaxes(0, 1) if self.batch_first else x
         initial = self._initial_states(seq, hx)
         caches, finals, keeps = [], [], []
@@ -134,7 +125,8 @@ class _RNNBase(Module):
             seq, keep = self._dropout(seq, last=layer == self.num_layers - 1)
             keeps.append(keep)
         output = seq.swapaxes(0, 1) if self.batch_first else seq
-        self.save_for_backward(caches, keeps, hx is not None, tuple(output.shape))
+        self.save_for_backward(caches, keeps, hx is not None,
+                               (tuple(output.shape), output.dtype, device_of(output)))
         return output, self._pack_states(finals)
 
     def _direction_forward(self, seq, state, layer, direction):
@@ -182,7 +174,9 @@ class _RNNBase(Module):
         dL/dhx (LSTM: (dL/dh0, dL/dc0)). BPTT: each direction's loop runs backwards
         in its own time, carrying dL/dh (and dL/dc) to the step before.
         """
-        caches, keeps, hx_given = self._take_saved(d_output)
+        if self._saved:  # Module checks dy for single-array outputs; this one is a pair
+            self._check_output_gradient(d_output, *self._saved[-1])
+        caches, keeps, hx_given, _ = self.saved_for_backward(d_output)
         d_seq = d_output.swapaxes(0, 1) if self.batch_first else d_output
         d_finals = self._initial_states(d_seq, d_state)
         d_initials = [None] * len(caches)
@@ -265,9 +259,25 @@ class _RNNBase(Module):
         stacked = tuple(xp.stack([state[i] for state in states]) for i in range(self.state_size))
         return stacked if self.state_size == 2 else stacked[0]
 
-    def _check_sequence(self, x):
-        layout = "(N, T, input_size)" if self.batch_first else "(T, N, input_size)"
-        self.check_input(x, layout, channels=self.input_size, channel_axis=2, what="features")
+    def check_input(self, x):
+        """The layer contract (Module.check_input), written out: there the size of axis
+        ``input_axis`` is the attribute *named* by ``input_size``; here, as in PyTorch,
+        ``self.input_size`` is the number itself."""
+        name = type(self).__name__
+        layout = "(N, T, input_size)" if self.batch_first else self.input_shape
+        checks.float_array(x, name, layout)
+        checks.array_shape(x, name, layout)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: expected {self.input_size} features (input_size, axis "
+                             f"-1 of {layout}), got input of shape {tuple(x.shape)}")
+        weight = self.weight_ih_l0.data
+        if device_of(weight) != device_of(x):
+            raise ValueError(f"{name}: input is on {device_of(x)} but the layer's state is on "
+                             f"{device_of(weight)}; use model.to({device_of(x)!r}) or "
+                             "minidl.to_device(x)")
+        if weight.dtype != x.dtype:
+            raise TypeError(f"{name}: input dtype {x.dtype} does not match parameter dtype "
+                            f"{weight.dtype}; cast the input or call model.to(np.{x.dtype})")
 
     def _check_state(self, state, shape, seq, name):
         owner = type(self).__name__
@@ -280,21 +290,6 @@ class _RNNBase(Module):
             raise TypeError(f"{owner}: the state {name} must have the input's dtype and "
                             f"device ({seq.dtype}), got {state.dtype} on "
                             f"{type(state).__module__.split('.')[0]}")
-
-    def _take_saved(self, d_output):
-        """Take (and free) what forward saved, checking d_output against the output.
-        (Module.saved_for_backward checks a single-array output; this one is a pair.)"""
-        owner = type(self).__name__
-        if self._saved is None:
-            raise RuntimeError(f"{owner}.backward: nothing saved from a forward pass; call "
-                               "forward before backward, and backward once per forward")
-        caches, keeps, hx_given, output_shape = self._saved
-        checks.float_array(d_output, f"{owner}.backward", str(output_shape), "d_output")
-        if tuple(d_output.shape) != output_shape:
-            raise ValueError(f"{owner}.backward: expected d_output of shape {output_shape} "
-                             f"(the forward output), got {tuple(d_output.shape)}")
-        self.drop_saved()
-        return caches, keeps, hx_given
 
     def extra_repr(self):
         text = f"{self.input_size}, {self.hidden_size}"
