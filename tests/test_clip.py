@@ -76,11 +76,13 @@ def test_equal_to_torch(seed, scale, max_norm, norm_type):
 
 def test_errors():
     params = params_with_grads(0, 1.0)
-    with pytest.raises(ValueError, match=r"clip_grad_norm_: max_norm must be a real number in \[0, inf\)"):
+    with pytest.raises(ValueError,
+                       match=r"clip_grad_norm_: max_norm must be a real number in \[0, inf\)"):
         clip_grad_norm_(params, -1.0)
     with pytest.raises(ValueError, match="clip_grad_norm_: norm_type must be a real number in"):
         clip_grad_norm_(params, 1.0, norm_type=0)
-    with pytest.raises(TypeError, match="clip_grad_norm_: expected Params, got ndarray at position 0"):
+    with pytest.raises(TypeError,
+                       match="clip_grad_norm_: expected Params, got ndarray at position 0"):
         clip_grad_norm_([np.zeros(3)], 1.0)
     with pytest.raises(TypeError, match="clip_grad_value_: expected a Param or an iterable"):
         clip_grad_value_(3, 1.0)

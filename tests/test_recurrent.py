@@ -213,6 +213,16 @@ def test_float32_shapes_and_state_layout(cls):
     assert dx.shape == x.shape and dx.dtype == np.float32
 
 
+@pytest.mark.parametrize("cls", [L.RNN, L.LSTM, L.GRU])
+def test_empty_batch_gives_empty_outputs_and_zero_grads(cls):
+    rnn = cls(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    output, final = rnn(np.zeros((0, 5, 3), dtype=np.float32))
+    assert output.shape == (0, 5, 8)
+    assert (final[0] if cls is L.LSTM else final).shape == (4, 0, 4)
+    assert rnn.backward(output).shape == (0, 5, 3)
+    assert all(not param.grad.any() for param in rnn.parameters())
+
+
 def test_needs_input_grad_off_skips_dx_and_keeps_param_grads():
     x = np.random.default_rng(0).standard_normal((4, 2, 3))
     grads = []
@@ -272,6 +282,8 @@ def test_bad_inputs_and_states():
         rnn(x[0])
     with pytest.raises(ValueError, match="LSTM: expected 3 features"):
         rnn(np.zeros((5, 2, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"LSTM: expected a sequence of at least one step"):
+        rnn(x[:0])
     h0 = np.zeros((2, 2, 4), dtype=np.float32)
     with pytest.raises(TypeError, match=r"LSTM: expected the state as a pair \(h, c\)"):
         rnn(x, h0)

@@ -134,7 +134,7 @@ class _RNNBase(Module):
         (T, N, H) in time order, its last state, and the cache for backward."""
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
         time_steps, batch = seq.shape[:2]
-        gx = (_flat(seq) @ w_ih.data.T).reshape(time_steps, batch, -1)  # all steps: one GEMM
+        gx = (_flat(seq) @ w_ih.data.T).reshape(time_steps, batch, len(w_ih.data))  # one GEMM
         hidden_bias = None
         if b_ih is not None:
             gx += (b_ih.data + b_hh.data) if self.fold_hidden_bias else b_ih.data
@@ -267,6 +267,9 @@ class _RNNBase(Module):
         layout = "(N, T, input_size)" if self.batch_first else self.input_shape
         checks.float_array(x, name, layout)
         checks.array_shape(x, name, layout)
+        if x.shape[1 if self.batch_first else 0] == 0:
+            raise ValueError(f"{name}: expected a sequence of at least one step (T >= 1 in "
+                             f"{layout}), got input of shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: expected {self.input_size} features (input_size, axis "
                              f"-1 of {layout}), got input of shape {tuple(x.shape)}")
@@ -317,7 +320,10 @@ class RNN(_RNNBase):
     def _cell_forward(self, gx_t, state, w_hh_t, b_hh):
         xp = get_array_module(gx_t)
         pre = gx_t + state[0] @ w_hh_t
-        h_next = xp.tanh(pre, out=pre) if self.nonlinearity == "tanh" else xp.maximum(pre, 0, out=pre)
+        if self.nonlinearity == "tanh":
+            h_next = xp.tanh(pre, out=pre)
+        else:
+            h_next = xp.maximum(pre, 0, out=pre)
         return (h_next,), h_next
 
     def _cell_backward(self, d_state, h_next, w_hh):
