@@ -21,7 +21,10 @@ torch counterpart adds one line (layers not listed map name for name, unchanged)
   :func:`torch_state_dict`, accepted and ignored by :func:`load_torch_state_dict`.
 
 Layers whose parameters already match torch's names and layouts one-to-one (Conv2d,
-BatchNorm1d/2d weight, bias and running statistics, RNN/LSTM/GRU) need no entry.
+BatchNorm1d/2d weight, bias and running statistics, RNN/LSTM/GRU) need no entry; nor
+do containers, whose children's names are the dotted prefixes ("0.", "lstm.", ...),
+so a layer built from Linears (an attention block's ``out_proj``) converts through
+the Linear entry.
 """
 from collections import OrderedDict
 
