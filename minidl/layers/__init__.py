@@ -7,6 +7,7 @@ from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 from .reshape import Flatten, Identity
+from .recurrent import GRU, LSTM, RNN
 from .sync_batch_norm import SyncBatchNorm1d, SyncBatchNorm2d, convert_sync_batchnorm
 
 __all__ = [
@@ -16,3 +17,4 @@ __all__ = [
     "Sequential", "Sigmoid", "Softmax", "SyncBatchNorm1d", "SyncBatchNorm2d", "Tanh", "col2im",
     "convert_sync_batchnorm", "im2col",
 ]
+__all__ += ["GRU", "LSTM", "RNN"]
