@@ -62,8 +62,9 @@ class _RNNBase(Module):
     ~20% faster than the transposed view), and d_state includes the path through W_hh.
     """
 
-    input_shape = "(T, N, input_size)"  # (N, T, input_size) with batch_first
-    input_axis = -1  # its size is self.input_size (see check_input)
+    input_shape = "(T, N, input_size)"  # "(N, T, input_size)" with batch_first
+    input_axis_size = "input_size"
+    input_axis = -1
     num_gates = 1
     state_size = 1
     fold_hidden_bias = True
@@ -77,6 +78,8 @@ class _RNNBase(Module):
         self.num_layers = checks.positive_int(num_layers, "num_layers", owner)
         self.bias = checks.boolean(bias, "bias", owner)
         self.batch_first = checks.boolean(batch_first, "batch_first", owner)
+        if self.batch_first:
+            self.input_shape = "(N, T, input_size)"
         self.dropout = checks.real_number(dropout, "dropout", owner, 0.0, 1.0, high_open=True)
         self.bidirectional = checks.boolean(bidirectional, "bidirectional", owner)
         self.num_directions = 2 if self.bidirectional else 1
@@ -260,27 +263,12 @@ class _RNNBase(Module):
         return stacked if self.state_size == 2 else stacked[0]
 
     def check_input(self, x):
-        """The layer contract (Module.check_input), written out: there the size of axis
-        ``input_axis`` is the attribute *named* by ``input_size``; here, as in PyTorch,
-        ``self.input_size`` is the number itself."""
-        name = type(self).__name__
-        layout = "(N, T, input_size)" if self.batch_first else self.input_shape
-        checks.float_array(x, name, layout)
-        checks.array_shape(x, name, layout)
+        """Module's contract, and a sequence of at least one step."""
+        super().check_input(x)
         if x.shape[1 if self.batch_first else 0] == 0:
-            raise ValueError(f"{name}: expected a sequence of at least one step (T >= 1 in "
-                             f"{layout}), got input of shape {tuple(x.shape)}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"{name}: expected {self.input_size} features (input_size, axis "
-                             f"-1 of {layout}), got input of shape {tuple(x.shape)}")
-        weight = self.weight_ih_l0.data
-        if device_of(weight) != device_of(x):
-            raise ValueError(f"{name}: input is on {device_of(x)} but the layer's state is on "
-                             f"{device_of(weight)}; use model.to({device_of(x)!r}) or "
-                             "minidl.to_device(x)")
-        if weight.dtype != x.dtype:
-            raise TypeError(f"{name}: input dtype {x.dtype} does not match parameter dtype "
-                            f"{weight.dtype}; cast the input or call model.to(np.{x.dtype})")
+            raise ValueError(f"{type(self).__name__}: expected a sequence of at least one step "
+                             f"(T >= 1 in {self.input_shape}), got input of shape "
+                             f"{tuple(x.shape)}")
 
     def _check_state(self, state, shape, seq, name):
         owner = type(self).__name__
