@@ -76,10 +76,10 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     """nanoGPT's MLP on ``(B, T, C)``: ``dropout(c_proj(GELU(c_fc(x))))``, 4C hidden units."""
 
-    def __init__(self, n_embd, dropout, bias, proj_init):
+    def __init__(self, n_embd, dropout, bias, proj_init, gelu_approximate="none"):
         super().__init__()
         self.c_fc = L.Linear(n_embd, 4 * n_embd, bias=bias, init=_normal_init(0.02))
-        self.gelu = L.GELU()
+        self.gelu = L.GELU(approximate=gelu_approximate)
         self.c_proj = L.Linear(4 * n_embd, n_embd, bias=bias, init=proj_init)
         self.dropout = L.Dropout(dropout)
 
@@ -98,12 +98,12 @@ class Block(Module):
     Gradient: each residual passes dy through unchanged and adds the branch's backward.
     """
 
-    def __init__(self, n_embd, n_head, dropout, bias, proj_init):
+    def __init__(self, n_embd, n_head, dropout, bias, proj_init, gelu_approximate="none"):
         super().__init__()
         self.ln_1 = L.LayerNorm(n_embd, bias=bias)
         self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, proj_init)
         self.ln_2 = L.LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, dropout, bias, proj_init)
+        self.mlp = MLP(n_embd, dropout, bias, proj_init, gelu_approximate)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -126,7 +126,7 @@ class GPT(Module):
     """
 
     def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0,
-                 bias=True):
+                 bias=True, gelu_approximate="none"):
         super().__init__()
         name = "GPT"
         self.vocab_size = checks.positive_int(vocab_size, "vocab_size", name)
@@ -145,7 +145,10 @@ class GPT(Module):
             embedding.weight.data[...] = initializers.normal(embedding.weight.shape, std=0.02)
         self.drop = L.Dropout(dropout)
         proj_init = _normal_init(0.02 / math.sqrt(2 * self.n_layer))
-        self.h = L.Sequential(*[Block(self.n_embd, n_head, dropout, bias, proj_init)
+        gelu_approximate = checks.choice(gelu_approximate, "gelu_approximate", name,
+                                         ("none", "tanh"))
+        self.h = L.Sequential(*[Block(self.n_embd, n_head, dropout, bias, proj_init,
+                                      gelu_approximate)
                                 for _ in range(self.n_layer)])
         self.ln_f = L.LayerNorm(self.n_embd, bias=bias)
 
@@ -203,10 +206,15 @@ class GPT(Module):
                 f"n_layer={self.n_layer}, n_embd={self.n_embd}")
 
 
-def gpt(vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=True):
+def gpt(vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=True,
+        gelu_approximate="none"):
     """nanoGPT's GPT: ``gpt(65, 64, 4, 4, 128)`` is its Shakespeare-char CPU model
-    (0.80 M parameters with the tied embedding counted once)."""
-    return GPT(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
+    (809,856 parameters, the tied embedding counted once).
+
+    ``gelu_approximate``: "none" (nanoGPT's exact GELU) or "tanh" (GPT-2's original
+    approximation; cheaper in NumPy, which has no erf, see :class:`minidl.layers.GELU`).
+    """
+    return GPT(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, gelu_approximate)
 
 
 __all__ = ["GPT", "Block", "CausalSelfAttention", "MLP", "gpt"]
