@@ -76,7 +76,7 @@ class Attend(Module):
     def forward(self, x):
         key = self.key.data if self.key is not None else None
         value = self.value.data if self.value is not None else None
-        return self.mha.forward(x, key, value, **self.options)[0]
+        return self.mha(x, key, value, **self.options)[0]
 
     def backward(self, dy):
         grads = self.mha.backward(dy)
@@ -211,13 +211,13 @@ def test_mha_matches_torch(batch_first, mode, mask):
         torch_options["key_padding_mask"] = torch.tensor(padding)
     tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
     if mode == "self":
-        out, weights = mha.forward(q, **options)
+        out, weights = mha(q, **options)
         t_out, t_weights = t(tq, tq, tq, **torch_options)
     elif mode == "cross":
-        out, weights = mha.forward(q, k, v, **options)
+        out, weights = mha(q, k, v, **options)
         t_out, t_weights = t(tq, tk, tv, **torch_options)
     else:
-        out, weights = mha.forward(q, k, **options)
+        out, weights = mha(q, k, **options)
         t_out, t_weights = t(tq, tk, tk, **torch_options)
     dy = draw.standard_normal(out.shape)
     (t_out * torch.tensor(dy)).sum().backward()
@@ -244,11 +244,11 @@ def test_mha_matches_torch(batch_first, mode, mask):
 def test_mha_weights_per_head_and_need_weights():
     mha = L.MultiheadAttention(4, 2, batch_first=True).to(np.float64)
     x = np.random.default_rng(0).standard_normal((3, 5, 4))
-    out, weights = mha.forward(x, average_attn_weights=False)
+    out, weights = mha(x, average_attn_weights=False)
     assert out.shape == (3, 5, 4) and weights.shape == (3, 2, 5, 5)
     np.testing.assert_allclose(weights.sum(-1), 1.0)
     mha.drop_saved()
-    out2, none = mha.forward(x, need_weights=False)
+    out2, none = mha(x, need_weights=False)
     assert none is None
     np.testing.assert_array_equal(out, out2)
 
@@ -263,20 +263,20 @@ def test_mha_errors():
     mha = L.MultiheadAttention(4, 2)
     x = np.zeros((3, 2, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="3-D"):
-        mha.forward(np.zeros((3, 4), dtype=np.float32))
+        mha(np.zeros((3, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="features"):
-        mha.forward(np.zeros((3, 2, 5), dtype=np.float32))
+        mha(np.zeros((3, 2, 5), dtype=np.float32))
     with pytest.raises(TypeError, match="float32 or float64"):
-        mha.forward(x.astype(np.int64))
+        mha(x.astype(np.int64))
     with pytest.raises(ValueError, match="attn_mask of shape"):
-        mha.forward(x, attn_mask=np.zeros((2, 2), dtype=bool))
+        mha(x, attn_mask=np.zeros((2, 2), dtype=bool))
     with pytest.raises(TypeError, match="key_padding_mask must be a boolean or float"):
-        mha.forward(x, key_padding_mask=np.zeros((2, 3), dtype=np.int64))
+        mha(x, key_padding_mask=np.zeros((2, 3), dtype=np.int64))
     with pytest.raises(ValueError, match="same shape"):
-        mha.forward(x, np.zeros((3, 1, 4), dtype=np.float32))
+        mha(x, np.zeros((3, 1, 4), dtype=np.float32))
     with pytest.raises(RuntimeError, match="nothing saved"):
         L.MultiheadAttention(4, 2).backward(x)
-    mha.forward(x)
+    mha(x)
     with pytest.raises(ValueError, match="expected d_output of shape"):
         mha.backward(np.zeros((2, 3, 4), dtype=np.float32))
 
@@ -290,7 +290,7 @@ class Encode(Module):
         self.layer, self.options = layer, options
 
     def forward(self, x):
-        return self.layer.forward(x, **self.options)
+        return self.layer(x, **self.options)
 
     def backward(self, dy):
         return self.layer.backward(dy)
@@ -334,7 +334,7 @@ def test_transformer_encoder_layer_matches_torch(norm_first, activation):
     padding = np.zeros((n, s), dtype=bool)
     padding[2, 3:] = True
     tx = torch.tensor(x, requires_grad=True)
-    y = layer.forward(x, src_mask=mask, src_key_padding_mask=padding)
+    y = layer(x, src_mask=mask, src_key_padding_mask=padding)
     ty = t(tx, src_mask=torch.tensor(mask), src_key_padding_mask=torch.tensor(padding))
     dy = draw.standard_normal(y.shape)
     (ty * torch.tensor(dy)).sum().backward()

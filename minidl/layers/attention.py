@@ -3,7 +3,7 @@ import math
 
 from .. import checks
 from .. import init as initializers
-from ..backend import get_array_module, rng
+from ..backend import device_of, get_array_module, rng
 from ..functional import scaled_dot_product_attention, scaled_dot_product_attention_backward
 from ..module import Module, Param
 from .linear import Linear
@@ -64,12 +64,20 @@ class MultiheadAttention(Module):
 
     # ------------------------------------------------------------------ checks and masks
     def _check(self, query, key, value):
+        """query is checked by Module.__call__'s contract; key and value like it here."""
         layout = "(N, {}, E)" if self.batch_first else "({}, N, E)"
         for what, x, length in (("query", query, "L"), ("key", key, "S"), ("value", value, "S")):
             expected = layout.format(length)
             checks.float_array(x, "MultiheadAttention", expected, what)
             checks.array_shape(x, "MultiheadAttention", expected, what)
-            self.check_input(x, expected, self.embed_dim, 2, "features (E)")
+            if x.shape[2] != self.embed_dim:
+                raise ValueError(f"MultiheadAttention: expected {self.embed_dim} features "
+                                 f"(embed_dim, axis 2 of {expected}) in {what}, got shape "
+                                 f"{tuple(x.shape)}")
+            if x.dtype != query.dtype or device_of(x) != device_of(query):
+                raise TypeError(f"MultiheadAttention: {what} must have query's dtype and "
+                                f"device ({query.dtype}, {device_of(query)}), got {x.dtype} "
+                                f"on {device_of(x)}")
         batch = 0 if self.batch_first else 1
         if key.shape != value.shape or key.shape[batch] != query.shape[batch]:
             raise ValueError(f"MultiheadAttention: key and value must have the same shape, "

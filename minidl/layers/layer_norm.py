@@ -71,18 +71,12 @@ class LayerNorm(Module):
     def _axes(self):
         return tuple(range(-len(self.normalized_shape), 0))
 
-    def _check(self, x):
-        expected = f"(..., {', '.join(map(str, self.normalized_shape))})"
-        checks.float_array(x, "LayerNorm", expected)
+    def forward(self, x):
         k = len(self.normalized_shape)
         if x.ndim < k or tuple(x.shape[-k:]) != self.normalized_shape:
-            raise ValueError(f"LayerNorm: expected input of shape {expected} (the last "
+            raise ValueError(f"LayerNorm: expected input of shape "
+                             f"(..., {', '.join(map(str, self.normalized_shape))}) (the last "
                              f"{k} axes normalized), got shape {tuple(x.shape)}")
-        if self.weight is not None:
-            self.check_input(x, "(" + ", ".join("a" * x.ndim) + ")")  # dtype and device
-
-    def forward(self, x):
-        self._check(x)
         xhat, inv_std = normalize(x, self._axes(), self.eps)
         self.save_for_backward(xhat, inv_std)
         y = xhat * self.weight.data if self.weight is not None else xhat.copy()
@@ -133,13 +127,7 @@ class GroupNorm(Module):
         self.weight = Param(initializers.ones((self.num_channels,))) if self.affine else None
         self.bias = Param(initializers.zeros((self.num_channels,))) if self.affine else None
 
-    def _check(self, x):
-        checks.float_array(x, "GroupNorm", "(N, C, ...)")
-        checks.array_shape(x, "GroupNorm", "(N, C, ...)")
-        self.check_input(x, "(" + ", ".join("a" * x.ndim) + ")", channels=self.num_channels)
-
     def forward(self, x):
-        self._check(x)
         grouped = x.reshape(x.shape[0], self.num_groups, -1)
         xhat, inv_std = normalize(grouped, (2,), self.eps)
         xhat = xhat.reshape(x.shape)

@@ -51,8 +51,8 @@ class TransformerEncoderLayer(Module):
         self.activation = ReLU() if activation == "relu" else GELU()
 
     def _sa(self, x, mask, padding_mask, is_causal):
-        out, _ = self.self_attn.forward(x, attn_mask=mask, key_padding_mask=padding_mask,
-                                        need_weights=False, is_causal=is_causal)
+        out, _ = self.self_attn(x, attn_mask=mask, key_padding_mask=padding_mask,
+                                need_weights=False, is_causal=is_causal)
         return self.dropout1(out)
 
     def _sa_backward(self, dy):
@@ -69,7 +69,6 @@ class TransformerEncoderLayer(Module):
         return self.linear1.backward(dh).reshape(dy.shape)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
-        self.self_attn._check(src, src, src)
         x = src
         if self.norm_first:
             x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -78,8 +77,6 @@ class TransformerEncoderLayer(Module):
             x = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
             y = self.norm2(x + self._ff(x))
         self.save_for_backward(True)
-        # Module.__call__ records this too, but forward is also called directly with masks.
-        object.__setattr__(self, "_output_shape", y.shape)
         return y
 
     def backward(self, dy):

@@ -41,6 +41,10 @@ class CausalSelfAttention(Module):
     :func:`minidl.functional.scaled_dot_product_attention_backward`.
     """
 
+    input_shape = "(B, T, C)"
+    input_size = "n_embd"
+    input_axis = -1
+
     def __init__(self, n_embd, n_head, dropout, bias, proj_init):
         super().__init__()
         self.n_embd, self.n_head = n_embd, n_head
@@ -74,10 +78,17 @@ class CausalSelfAttention(Module):
 
 
 class MLP(Module):
-    """nanoGPT's MLP on ``(B, T, C)``: ``dropout(c_proj(GELU(c_fc(x))))``, 4C hidden units."""
+    """nanoGPT's MLP on ``(B, T, C)``: ``dropout(c_proj(GELU(c_fc(x))))``, 4C hidden units.
+
+    The Linears see the tokens as rows ``(B*T, C)``: one GEMM each."""
+
+    input_shape = "(..., C)"
+    input_size = "n_embd"
+    input_axis = -1
 
     def __init__(self, n_embd, dropout, bias, proj_init, gelu_approximate="none"):
         super().__init__()
+        self.n_embd = n_embd
         self.c_fc = L.Linear(n_embd, 4 * n_embd, bias=bias, init=_normal_init(0.02))
         self.gelu = L.GELU(approximate=gelu_approximate)
         self.c_proj = L.Linear(4 * n_embd, n_embd, bias=bias, init=proj_init)
@@ -98,8 +109,13 @@ class Block(Module):
     Gradient: each residual passes dy through unchanged and adds the branch's backward.
     """
 
+    input_shape = "(B, T, C)"
+    input_size = "n_embd"
+    input_axis = -1
+
     def __init__(self, n_embd, n_head, dropout, bias, proj_init, gelu_approximate="none"):
         super().__init__()
+        self.n_embd = n_embd
         self.ln_1 = L.LayerNorm(n_embd, bias=bias)
         self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, proj_init)
         self.ln_2 = L.LayerNorm(n_embd, bias=bias)
