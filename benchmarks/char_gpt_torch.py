@@ -3,11 +3,12 @@
 A diagnostic, not part of minidl: nanoGPT's model (model.py: token + position
 embeddings, pre-LN blocks with causal ``F.scaled_dot_product_attention`` and a GELU
 MLP (``--gelu``, tanh by default as in char_gpt.py), final LayerNorm, tied output
-layer, N(0, 0.02) init with the ``c_proj`` weights scaled by 1/sqrt(2 n_layer)) and the shakespeare_char recipe as
-``examples/char_gpt.py`` runs it: the same Tiny Shakespeare split, the same
-:class:`minidl.data.BlockSampler` batches for a given ``--seed``, the same AdamW
-parameter groups, learning-rate schedule, clipping and loss estimates. Eager PyTorch
-in float32 (no ``torch.compile``, nanoGPT's CPU setting).
+layer, N(0, 0.02) init with the ``c_proj`` weights scaled by 1/sqrt(2 n_layer)) and
+the shakespeare_char recipe as ``examples/char_gpt.py`` runs it: the same Tiny
+Shakespeare split, the same :class:`minidl.data.BlockSampler` batches for a given
+``--seed``, the same AdamW parameter groups, learning-rate schedule, clipping and
+loss estimates. Eager PyTorch in float32 (no ``torch.compile``, nanoGPT's CPU
+setting). The initial weights are drawn by torch, so they differ from minidl's.
 
     python benchmarks/char_gpt_torch.py [--iters 2000] [--data-dir DIR] [--seed 1337]
 
@@ -79,7 +80,8 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.h = nn.Sequential(*[Block(n_embd, n_head, dropout, bias, gelu) for _ in range(n_layer)])
+        self.h = nn.Sequential(*[Block(n_embd, n_head, dropout, bias, gelu)
+                                 for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.wte.weight = self.lm_head.weight  # weight tying

@@ -323,7 +323,8 @@ def test_transformer_encoder_layer_matches_torch(norm_first, activation):
                                          norm_first=norm_first, dtype=torch.float64)
     torch_params = dict(t.named_parameters())
     assert set(torch_params) == {name for name, _ in layer.named_parameters()}
-    transposed = lambda name: name.endswith("weight") and ("linear" in name or "out_proj" in name)  # noqa: E731
+    def transposed(name):  # minidl's Linear weights are (in, out)
+        return name.endswith("weight") and ("linear" in name or "out_proj" in name)
     with torch.no_grad():
         for name, param in layer.named_parameters():
             value = torch.tensor(param.data)

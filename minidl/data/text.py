@@ -64,7 +64,8 @@ class CharVocab:
     def encode(self, text):
         unknown = sorted(set(text) - set(self.stoi))
         if unknown:
-            raise ValueError(f"CharVocab.encode: characters not in the vocabulary: {unknown[:10]!r}")
+            raise ValueError(f"CharVocab.encode: characters not in the vocabulary: "
+                             f"{unknown[:10]!r}")
         return np.array([self.stoi[ch] for ch in text], dtype=np.int64)
 
     def decode(self, ids):

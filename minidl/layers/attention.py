@@ -149,7 +149,8 @@ class MultiheadAttention(Module):
         q, k, v = (self._split(t, n) for t in self._project(inputs))
         mask = self._mask(attn_mask, key_padding_mask, n, length, source, query.dtype, xp)
         p = self.dropout if self.training else 0.0
-        heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal, rng=rng(xp))
+        heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
+                                                            rng=rng(xp))
         output = self.out_proj(self._merge(heads)).reshape(n, length, e)
         self._saved_attention = (inputs, q, k, v, weights, keep, p, self_attention, value_is_key)
         self.attn_weights = weights
@@ -163,7 +164,8 @@ class MultiheadAttention(Module):
         xp = get_array_module(d_output)
         d = d_output if self.batch_first else xp.swapaxes(d_output, 0, 1)
         n = d.shape[0]
-        d_heads = self._split(self.out_proj.backward(xp.ascontiguousarray(d).reshape(-1, self.embed_dim)), n)
+        d_rows = xp.ascontiguousarray(d).reshape(-1, self.embed_dim)  # tokens as rows: one GEMM
+        d_heads = self._split(self.out_proj.backward(d_rows), n)
         dq, dk, dv = (self._merge(g) for g in scaled_dot_product_attention_backward(
             d_heads, q, k, v, weights, keep, p))
         d_inputs = self._project_backward(inputs, [dq, dk, dv])
