@@ -216,6 +216,7 @@ def main(argv=None):
         if it == cfg["iters"]:
             break
         step_start = time.perf_counter()
+        minidl.threads.adapt_to_load()  # fewer BLAS threads while other programs use the cores
         x, y = (minidl.to_device(a, minidl.current_device()) for a in samplers["train"].sample())
         logits = model(x)
         loss_fn(logits.reshape(-1, len(vocab)), y.reshape(-1))
