@@ -76,7 +76,6 @@ class TransformerEncoderLayer(Module):
         else:
             x = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
             y = self.norm2(x + self._ff(x))
-        self.save_for_backward(True)
         return y
 
     def backward(self, dy):

@@ -124,7 +124,6 @@ class Block(Module):
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
         x = x + self.mlp(self.ln_2(x))
-        self.save_for_backward(True)
         return x
 
     def backward(self, dy):
