@@ -197,7 +197,8 @@ class GPT(Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, seed=None):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)`` (nanoGPT's
         ``generate``: the context is cropped to block_size, the last logits divided by
-        ``temperature``, optionally kept to the ``top_k`` largest, then sampled)."""
+        ``temperature``, optionally kept to the ``top_k`` largest, then sampled).
+        Draws from ``numpy.random.default_rng(seed)``, so a seed repeats a sample."""
         xp = get_array_module(self.wte.weight.data)
         draw = np.random.default_rng(seed)
         training = self.training
