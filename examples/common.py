@@ -3,15 +3,6 @@
 Every example accepts ``--epochs --batch-size --lr --data-dir --device --seed --out``
 and ``--smoke`` (a few steps on synthetic data, for the test suite), and writes
 ``NAME_history.json``, ``NAME_history.csv``, ``NAME_curves.png``, ``NAME_result.txt`` and
-<<<<<<< HEAD
-``NAME_result.json`` into ``--out``.
-
-``--distributed`` (mnist_mlp, mnist_cnn, cifar10_resnet): data-parallel training over
-the processes ``mpiexec`` starts
-(``mpiexec -n 2 python examples/mnist_mlp.py --distributed``): the model is wrapped in
-``minidl.distributed.DataParallel``, the loaders shard the data, ``--batch-size`` is per
-rank, and only rank 0 prints and writes the outputs.
-=======
 ``NAME_result.json`` into ``--out``; :func:`cli` runs a script's ``main`` and then says
 where the files went.
 
@@ -20,16 +11,18 @@ Progress: a tqdm bar per epoch on a terminal; when stdout or stderr is not a ter
 
 A data set that is neither on disk nor downloadable stops the script at once with the
 fix (:func:`load_dataset`), not after every download retry.
->>>>>>> docs
+
+``--distributed`` (mnist_mlp, mnist_cnn, cifar10_resnet): data-parallel training over
+the processes ``mpiexec`` starts
+(``mpiexec -n 2 python examples/mnist_mlp.py --distributed``): the model is wrapped in
+``minidl.distributed.DataParallel``, the loaders shard the data, ``--batch-size`` is per
+rank, and only rank 0 prints and writes the outputs.
 """
 import argparse
 import json
 import os
 import platform
-<<<<<<< HEAD
-=======
 import socket
->>>>>>> docs
 import sys
 import time
 import urllib.parse
@@ -39,21 +32,7 @@ import numpy as np
 
 import minidl
 from minidl import data, losses, optim
-<<<<<<< HEAD
 from minidl import distributed as dist
-from minidl.train import Trainer, plot_history
-
-
-def parser(description, epochs, batch_size, lr, out, distributed=False):
-    """The shared CLI; ``distributed``: the script trains through :func:`train_and_report`
-    or ``cifar_common.run`` only, so it can offer ``--distributed``."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the canonical files (default: $MINIDL_DATA or ~/.cache/minidl)")
-=======
 from minidl.data.datasets import DATASETS
 from minidl.train import Callback, Trainer, plot_history
 
@@ -72,7 +51,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter,
         return super()._get_help_string(action)
 
 
-def parser(description, epochs, batch_size, lr, out):
+def parser(description, epochs, batch_size, lr, out, distributed=False):
+    """The shared CLI; ``distributed``: the script trains through :func:`train_and_report`
+    or ``cifar_common.run`` only, so it can offer ``--distributed``."""
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     per_model = " (default: chosen per model or recipe)"
     p.add_argument("--epochs", type=int, default=epochs,
@@ -84,21 +65,16 @@ def parser(description, epochs, batch_size, lr, out):
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="folder with the canonical data set files (default: $MINIDL_DATA, "
                         "else ~/.cache/minidl, where missing files are downloaded)")
->>>>>>> docs
     p.add_argument("--device", default=None, choices=["cpu", "gpu"],
                    help="where to train (default: $MINIDL_DEVICE, else cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and splits")
     p.add_argument("--out", default=out, metavar="DIR", help="output folder")
     p.add_argument("--smoke", action="store_true",
                    help="a few steps on small synthetic data (used by the tests)")
-<<<<<<< HEAD
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     if distributed:
         p.add_argument("--distributed", action="store_true",
                        help="data-parallel over mpiexec's processes (batch size per rank)")
-=======
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
->>>>>>> docs
     return p
 
 
@@ -106,13 +82,8 @@ _OUTPUT_FOLDER = None  # set by setup(); cli() lists what the run wrote there
 
 
 def setup(args):
-<<<<<<< HEAD
     """Seed, select the device, create the output folder; join the other ranks."""
-=======
-    """Seed, select the device, create the output folder."""
     global _OUTPUT_FOLDER
-    minidl.seed(args.seed)
->>>>>>> docs
     if args.device:
         minidl.use_device(args.device)
     if getattr(args, "distributed", False):

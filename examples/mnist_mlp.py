@@ -13,20 +13,13 @@ from minidl.models import mlp
 
 
 def main(argv=None):
-<<<<<<< HEAD
     p = common.parser(__doc__, epochs=60, batch_size=100, lr=0.01, out="runs/mnist_mlp",
                       distributed=True)
-    p.add_argument("--hidden", type=int, nargs="+", default=[512, 512],
-                   help="hidden layer sizes (default 512 512)")
-    p.add_argument("--init", default="glorot_uniform", help="weight initialiser")
-=======
-    p = common.parser(__doc__, epochs=60, batch_size=100, lr=0.01, out="runs/mnist_mlp")
     p.add_argument("--hidden", type=int, nargs="+", default=[512, 512], metavar="SIZE",
                    help="hidden layer sizes")
     p.add_argument("--init", default="glorot_uniform", choices=sorted(minidl.init.INITIALIZERS),
                    metavar="INIT", help="weight initialiser of every Linear, one of "
                    + ", ".join(sorted(minidl.init.INITIALIZERS)))
->>>>>>> docs
     args = p.parse_args(argv)
     common.setup(args)
     train, val, test = common.mnist_splits(args)
