@@ -29,8 +29,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per network")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--only", default="mlp,cnn,resnet18,lstm",
-                        help="comma-separated subset of: mlp, cnn, resnet18, lstm")
+    parser.add_argument("--only", default="mlp,cnn,resnet18,lstm,gpt",
+                        help="comma-separated subset of: mlp, cnn, resnet18, lstm, gpt")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for BLAS, minidl's copies and PyTorch (default: all cores)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
