@@ -103,17 +103,6 @@ def param_groups(model, weight_decay):
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def clip_grad_norm(params, max_norm):
-    """Scale all gradients so their joint L2 norm is at most ``max_norm`` (as
-    torch.nn.utils.clip_grad_norm_); returns the norm before clipping."""
-    total = math.sqrt(sum(float((p.grad * p.grad).sum()) for p in params))
-    scale = max_norm / (total + 1e-6)
-    if scale < 1.0:
-        for p in params:
-            p.grad *= scale
-    return total
-
-
 def estimate_loss(model, samplers, eval_iters, loss_fn):
     """Mean loss over ``eval_iters`` random batches of each split, in eval mode."""
     model.eval()
@@ -222,7 +211,7 @@ def main(argv=None):
         loss_fn(logits.reshape(-1, len(vocab)), y.reshape(-1))
         model.zero_grad()
         model.backward(loss_fn.backward().reshape(logits.shape))
-        clip_grad_norm(params, RECIPE["grad_clip"])
+        optim.clip_grad_norm_(params, RECIPE["grad_clip"])
         optimizer.step()
         train_seconds += time.perf_counter() - step_start
     wall = time.perf_counter() - start
