@@ -149,3 +149,34 @@ def test_lstm_language_model_maps_to_torch():
         expected = twin.head(twin.lstm(torch.from_numpy(x))[0]).numpy()
     ours = model.head(model.lstm(x)[0].reshape(10, 6)).reshape(5, 2, 4)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("make_ours, make_torch, shape", [
+    (lambda: L.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True),
+     lambda nn: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), (2, 5, 8)),
+    (lambda: L.MultiheadAttention(8, 2, batch_first=True),
+     lambda nn: nn.MultiheadAttention(8, 2, batch_first=True), (2, 5, 8)),
+    (lambda: L.LayerNorm(8), lambda nn: nn.LayerNorm(8), (2, 5, 8)),
+    (lambda: L.GroupNorm(2, 4), lambda nn: nn.GroupNorm(2, 4), (2, 4, 3, 3)),
+    (lambda: L.Embedding(10, 4), lambda nn: nn.Embedding(10, 4), None),
+])
+def test_sequence_layers_map_to_torch(make_ours, make_torch, shape):
+    """The attention-side layers need no registry entry: names and layouts are torch's
+    (their inner Linears go through Linear's transpose)."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = make_ours().to(np.float64), make_torch(torch.nn).double().eval()
+    state = {key: value.detach().numpy() for key, value in theirs.state_dict().items()}
+    interop.load_torch_state_dict(ours, state)
+    assert sorted(interop.torch_state_dict(ours)) == sorted(state)
+    ours.eval()
+    if shape is None:
+        x = np.array([[1, 3, 9]])
+        expected = theirs(torch.tensor(x)).detach().numpy()
+    else:
+        x = np.random.default_rng(0).standard_normal(shape)
+        t = torch.tensor(x)
+        expected = (theirs(t, t, t)[0] if isinstance(theirs, torch.nn.MultiheadAttention)
+                    else theirs(t)).detach().numpy()
+    y = ours(x)
+    y = y[0] if isinstance(y, tuple) else y
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
