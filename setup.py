@@ -11,6 +11,6 @@ setup(
     install_requires=["numpy>=1.22", "tqdm>=4.60", "matplotlib>=3.5"],
     extras_require={
         "gpu": ["cupy-cuda12x"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
     },
 )
