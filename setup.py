@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minidl", "minidl.*"]),
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22", "tqdm>=4.60", "matplotlib>=3.5"],
+    install_requires=["numpy>=1.22", "tqdm>=4.60", "matplotlib>=3.5", "threadpoolctl>=3"],
     extras_require={
         "gpu": ["cupy-cuda12x"],
         "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],

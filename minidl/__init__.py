@@ -7,11 +7,13 @@ from . import backend, data, init, layers, losses, models, optim, train
 from .backend import (current_device, default_dtype, get_array_module, gpu_available, seed,
                       set_default_dtype, to_device, to_numpy, use_device)
 from .module import Module, Param
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Param", "backend", "current_device", "data", "default_dtype",
-    "get_array_module", "gpu_available", "init", "layers", "losses", "models", "optim", "seed",
-    "set_default_dtype", "to_device", "to_numpy", "train", "use_device",
+    "get_array_module", "get_num_threads", "gpu_available", "init", "layers", "losses",
+    "models", "optim", "seed", "set_default_dtype", "set_num_threads", "to_device",
+    "to_numpy", "train", "use_device",
 ]

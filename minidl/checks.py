@@ -125,8 +125,8 @@ def float_array(x, owner, expected="(N, ...)", what="input"):
     float16 or complex numbers, and no Python lists.
     """
     if not is_array(x):
-        raise TypeError(f"{owner}: expected {what} as a float32 or float64 array of shape "
-                        f"{expected}, got {type(x).__name__}")
+        raise TypeError(f"{owner}: expected {what} as an array of shape {expected} (float32 "
+                        f"or float64), got {type(x).__name__}")
     if np.dtype(x.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{owner}: expected a float32 or float64 array as {what}, got dtype "
                         f"{x.dtype}; convert first, e.g. x.astype(np.float32) / 255 for images")

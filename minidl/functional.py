@@ -114,6 +114,8 @@ def softplus(u):
 def softmax(x, axis=-1):
     """``exp(x_i) / sum_j exp(x_j)`` along ``axis``; the maximum is subtracted first."""
     xp = get_array_module(x)
+    if x.size == 0:  # no entries, no maximum to subtract
+        return x.copy()
     y = xp.exp(x - x.max(axis=axis, keepdims=True))
     y /= y.sum(axis=axis, keepdims=True)
     return y
@@ -125,6 +127,8 @@ def log_softmax(x, axis=-1):
     ``x - max - log(sum exp(x - max))``: no exp of a positive number, no log of 0.
     """
     xp = get_array_module(x)
+    if x.size == 0:
+        return x.copy(), x.copy()
     shifted = x - x.max(axis=axis, keepdims=True)
     exp = xp.exp(shifted)
     total = exp.sum(axis=axis, keepdims=True)

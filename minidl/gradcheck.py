@@ -240,7 +240,6 @@ class ModelWithLoss(Module):
 
     def forward(self, x):
         value = self.loss_fn(self.model(x), self.target)
-        self.save_for_backward(True)
         return backend.get_array_module(x).asarray(value, dtype=x.dtype).reshape(())
 
     def backward(self, dy):

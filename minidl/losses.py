@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from .backend import device_of, get_array_module
-from .layers.activations import sigmoid
-from .module import require_float_array
+from .checks import float_array
+from .functional import log_softmax, sigmoid, softplus
 
 
 class Loss:
@@ -77,15 +77,16 @@ class Loss:
     # ------------------------------------------------------------------ checks
     def _check_pred(self, pred, expected):
         """pred must be a float array; ``expected`` "(N, K)" fixes 2-D, "(N, ...)" allows any."""
-        require_float_array(self.name, pred, expected, what=self.pred_name)
+        float_array(pred, self.name, expected, what=self.pred_name)
         fixed_ndim = "..." not in expected
         ndim = len(expected.strip("()").split(","))
         if (fixed_ndim and pred.ndim != ndim) or pred.ndim < 1:
             raise ValueError(f"{self.name}: expected {self.pred_name} of shape {expected}, "
                              f"got shape {tuple(pred.shape)} ({pred.ndim}-D)")
-        if pred.shape[0] == 0:
-            raise ValueError(f"{self.name}: got an empty batch, {self.pred_name} of shape "
-                             f"{tuple(pred.shape)}")
+        if 0 in pred.shape:  # a mean over no values has no value (PyTorch returns NaN)
+            raise ValueError(f"{self.name}: got {self.pred_name} of shape "
+                             f"{tuple(pred.shape)} with no values; the mean loss needs at least "
+                             "one")
 
     def _check_target_array(self, pred, target):
         if not hasattr(target, "shape") or not hasattr(target, "dtype"):
@@ -172,21 +173,6 @@ class Loss:
         return target
 
 
-def _log_softmax(logits):
-    """Row-wise log-softmax and softmax, stable: exp only sees values <= 0."""
-    xp = get_array_module(logits)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = xp.exp(shifted)
-    total = exp.sum(axis=1, keepdims=True)
-    return shifted - xp.log(total), exp / total
-
-
-def _softplus(u):
-    """log(1 + e^u), stable for any u: max(u, 0) + log1p(e^-|u|)."""
-    xp = get_array_module(u)
-    return xp.maximum(u, 0.0) + xp.log1p(xp.exp(-xp.abs(u)))
-
-
 class CrossEntropyLoss(Loss):
     """Softmax cross-entropy on logits ``(N, K)`` with integer class targets ``(N,)``.
 
@@ -211,7 +197,7 @@ class CrossEntropyLoss(Loss):
         target = self._class_targets(logits, target)
         self._check_values(logits, target, num_classes=logits.shape[1])
         xp = get_array_module(logits)
-        log_probs, probs = _log_softmax(logits)
+        log_probs, probs = log_softmax(logits, axis=1)
         per_sample = -xp.take_along_axis(log_probs, target[:, None], axis=1)[:, 0]
         if self.label_smoothing > 0.0:
             s = self.label_smoothing
@@ -353,7 +339,7 @@ class SoftMarginLoss(Loss):
         self._check_pred(logits, "(N, ...)")
         target = self._dense_targets(logits, target, off_value=-1.0)
         self.save_for_backward(logits, target)
-        return _softplus(-target * logits).mean()
+        return softplus(-target * logits).mean()
 
     def backward(self):
         logits, target = self.saved_for_backward()

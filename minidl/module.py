@@ -16,28 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import backend
-
-
-def positive_int(value, label, owner, allow_zero=False):
-    """``value`` as an int, refusing bools, non-integers and values < 1 (< 0 with
-    ``allow_zero``) with an error naming ``owner`` and ``label``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {label} must be an integer, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{owner}: {label} must be {kind} integer, got {value!r}")
-    return int(value)
-
-
-def require_float_array(owner, x, expected, what="input"):
-    """Raise TypeError unless ``x`` is a float32/float64 array (the one dtype rule of
-    every layer and loss: no silent casts of ints, bools, uint8 or float16)."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{owner}: expected {what} as an array of shape {expected}, "
-                        f"got {type(x).__name__}")
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        raise TypeError(f"{owner}: expected a float32 or float64 array as {what}, got dtype "
-                        f"{x.dtype}; convert first, e.g. x.astype(np.float32) / 255 for images")
+from .checks import array_shape, float_array, is_array, positive_int  # noqa: F401 (re-exported)
 
 
 class Param:
@@ -86,7 +65,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_saved", None)
-        object.__setattr__(self, "_output_shape", None)
+        object.__setattr__(self, "_output", None)  # (shape, dtype, device) of the last forward
 
     # ------------------------------------------------------------------ registry
     def __setattr__(self, name, value):
@@ -185,10 +164,15 @@ class Module:
     def load_state_dict(self, state, strict=True):
         """Copy arrays from ``state`` into this module's parameters and buffers.
 
-        Checks that the names match (missing or unexpected keys) and that every shape
-        matches, and raises one ValueError listing every problem. Arrays are moved to
-        this module's device and cast to its dtype.
+        All or nothing: the names (missing or unexpected keys), every shape and every
+        dtype (real numbers only: no object, complex, string or bool arrays) are checked,
+        and every array is moved to this module's device and cast to its dtype, before
+        anything is assigned; one ValueError lists every problem and leaves the module
+        as it was.
         """
+        if not isinstance(state, dict):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of arrays "
+                            f"(as state_dict() returns), got {type(state).__name__}")
         own = OrderedDict()
         for name, param in self.named_parameters():
             own[name] = ("param", param)
@@ -201,9 +185,13 @@ class Module:
         for key, (kind, target) in own.items():
             if key in state:
                 current = target.data if kind == "param" else getattr(*target)
-                if tuple(np.shape(state[key])) != tuple(current.shape):
+                value = state[key]
+                if not is_array(value) or getattr(value, "dtype", np.dtype(object)).kind not in "fiu":
+                    mismatched.append(f"{key}: expected a real-valued array, got "
+                                      f"{getattr(value, 'dtype', type(value).__name__)}")
+                elif tuple(value.shape) != tuple(current.shape):
                     mismatched.append(f"{key}: expected shape {tuple(current.shape)}, "
-                                      f"got {tuple(np.shape(state[key]))}")
+                                      f"got {tuple(value.shape)}")
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -213,13 +201,16 @@ class Module:
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: state does not fit this "
                              "model:\n  " + "\n  ".join(problems))
+        staged = []
         for key, (kind, target) in own.items():
-            if key not in state:
-                continue
-            current = target.data if kind == "param" else getattr(*target)
+            if key in state:
+                current = target.data if kind == "param" else getattr(*target)
+                value = backend.to_device(state[key], backend.device_of(current))
+                staged.append((current, value.astype(current.dtype, copy=False)))
+        for current, value in staged:
             # Written into the existing arrays, so references held elsewhere (an
             # optimizer, a user's variable) see the loaded values.
-            current[...] = backend.to_device(state[key], backend.device_of(current))
+            current[...] = value
 
     # ------------------------------------------------------------------ forward / backward
     _call_depth = 0  # > 0 while inside another module's forward
@@ -238,15 +229,20 @@ class Module:
         return self
 
 
-    def __call__(self, x):
+    def __call__(self, x, *args, **kwargs):
+        """Check ``x`` against the layer's declared contract, then run ``forward``."""
         if Module._call_depth == 0:
             self._check_finite(x)
+        if self.input_shape is not None:
+            self.check_input(x)
+        object.__setattr__(self, "_saved", ())  # a forward ran: backward may now run once
         Module._call_depth += 1
         try:
-            y = self.forward(x)
+            y = self.forward(x, *args, **kwargs)
         finally:
             Module._call_depth -= 1
-        object.__setattr__(self, "_output_shape", getattr(y, "shape", None))
+        output = (tuple(y.shape), y.dtype, backend.device_of(y)) if is_array(y) else None
+        object.__setattr__(self, "_output", output)
         recorder = _SummaryRecorder.active
         if recorder is not None and not self._modules:
             recorder.rows.append((self, tuple(x.shape), tuple(y.shape)))
@@ -263,16 +259,34 @@ class Module:
         object.__setattr__(self, "_saved", values)
 
     def saved_for_backward(self, dy):
-        """Return what forward saved, free it, and check ``dy`` has the output's shape."""
+        """Return what forward saved and free it, after checking ``dy``.
+
+        ``dy`` must be an array shaped like the forward's output, with its dtype and on
+        its device (a float64 ``dy`` into a float32 layer would silently up-cast).
+        """
         saved = self._saved
         if saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward: nothing saved from a forward pass; "
                                "call forward before backward, and backward once per forward")
-        if tuple(dy.shape) != tuple(self._output_shape):
-            raise ValueError(f"{type(self).__name__}.backward: expected dy of shape "
-                             f"{tuple(self._output_shape)} (the forward output), got {tuple(dy.shape)}")
+        if self._output is not None:
+            self._check_output_gradient(dy, *self._output)
         object.__setattr__(self, "_saved", None)
         return saved if len(saved) != 1 else saved[0]
+
+    def _check_output_gradient(self, dy, shape, dtype, device):
+        name = f"{type(self).__name__}.backward"
+        if not is_array(dy):
+            raise TypeError(f"{name}: expected dy as an array of shape {shape} (the forward "
+                            f"output), got {type(dy).__name__}")
+        if tuple(dy.shape) != shape:
+            raise ValueError(f"{name}: expected dy of shape {shape} (the forward output), "
+                             f"got {tuple(dy.shape)}")
+        if dy.dtype != dtype:
+            raise TypeError(f"{name}: expected dy of dtype {dtype} (the forward output's), "
+                            f"got {dy.dtype}")
+        if backend.device_of(dy) != device:
+            raise ValueError(f"{name}: dy is on {backend.device_of(dy)} but the forward ran on "
+                             f"{device}; use minidl.to_device(dy, {device!r})")
 
     def drop_saved(self):
         """Forget what forward saved, here and in every child (frees it after an
@@ -283,35 +297,43 @@ class Module:
             child.drop_saved()
 
     # ------------------------------------------------------------------ input checks
-    def check_input(self, x, expected, channels=None, channel_axis=1, what="channels"):
-        """Raise a clear error unless ``x`` is a float array shaped like ``expected``.
+    #: The input contract, checked by ``__call__`` before ``forward``: the layout of x
+    #: (``"(N, C, H, W)"``; ``...`` stands for any number of axes; None: no check), the
+    #: attribute fixing the size of axis ``input_axis`` (None: any size), and the dtypes.
+    input_shape = None
+    input_size = None
+    input_axis = 1
 
-        ``expected`` is a shape description such as "(N, C, H, W)"; its number of
-        letters is the required ndim. ``channels`` (if given) is the required size of
-        ``channel_axis``. Parameters, if any, fix the dtype and device the input must have.
+    def check_input(self, x):
+        """Raise a clear error unless ``x`` fits the declared input contract.
+
+        x must be a float32/float64 array with the layout ``input_shape``; axis
+        ``input_axis`` must have the size ``getattr(self, input_size)``; and the layer's
+        own state (parameters and float buffers) fixes the dtype and device x must have.
         """
         name = type(self).__name__
-        ndim = len(expected.strip("()").split(","))
-        require_float_array(name, x, expected)
-        if x.ndim != ndim:
-            raise ValueError(f"{name}: expected input of shape {expected} ({ndim}-D), "
-                             f"got shape {tuple(x.shape)} ({x.ndim}-D)")
-        if channels is not None and x.shape[channel_axis] != channels:
-            raise ValueError(f"{name}: expected {channels} {what} (axis {channel_axis} of "
-                             f"{expected}), got shape {tuple(x.shape)}")
-        # The layer's own state (parameters, else float buffers) fixes dtype and device.
+        float_array(x, name, self.input_shape)
+        array_shape(x, name, self.input_shape)
+        if self.input_shape.startswith("(N,") and 0 in x.shape[1:]:
+            raise ValueError(f"{name}: got input of shape {tuple(x.shape)} with an empty axis; "
+                             f"only the batch axis N of {self.input_shape} may be 0")
+        if self.input_size is not None:
+            size = getattr(self, self.input_size)
+            if x.shape[self.input_axis] != size:
+                noun = "channels" if self.input_axis == 1 else "features"
+                raise ValueError(f"{name}: expected {size} {noun} ({self.input_size}, axis "
+                                 f"{self.input_axis} of {self.input_shape}), got input of shape "
+                                 f"{tuple(x.shape)}")
         state = [p.data for p in self._params.values()] + [
             getattr(self, b) for b in self._buffers if getattr(self, b).dtype.kind == "f"]
-        if state:
-            reference = state[0]
-            if backend.device_of(reference) != backend.device_of(x):
+        for array in state:
+            if backend.device_of(array) != backend.device_of(x):
                 raise ValueError(f"{name}: input is on {backend.device_of(x)} but the layer's "
-                                 f"parameters are on {backend.device_of(reference)}; use "
+                                 f"state is on {backend.device_of(array)}; use "
                                  f"model.to({backend.device_of(x)!r}) or minidl.to_device(x)")
-            if reference.dtype != x.dtype:
+            if array.dtype != x.dtype:
                 raise TypeError(f"{name}: input dtype {x.dtype} does not match parameter dtype "
-                                f"{reference.dtype}; cast the input or call "
-                                f"model.to(np.{x.dtype})")
+                                f"{array.dtype}; cast the input or call model.to(np.{x.dtype})")
 
     def _check_finite(self, x):
         """Refuse NaN/Inf at the model's entry (one reduction per step, not per layer).

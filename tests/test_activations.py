@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import minidl
 from minidl import layers as L
 from minidl.gradcheck import assert_gradients
-from minidl.layers.activations import erf, normal_cdf
+from minidl.functional import erf, normal_cdf
 
 # The xp fixture only names an array module (no state), so sharing it across the
 # examples of one hypothesis test is safe.
@@ -187,15 +187,24 @@ def test_softmax_axis_out_of_range():
         L.Softmax(axis=2)(np.ones((2, 3)))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: L.ELU(alpha=0.0), "ELU: alpha must be a positive"),
-    (lambda: L.LeakyReLU(negative_slope=float("nan")), "LeakyReLU: negative_slope"),
-    (lambda: L.GELU(approximate="fast"), "GELU: approximate must be"),
-    (lambda: L.Softmax(axis=1.5), "Softmax: axis must be an int"),
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: L.ELU(alpha=0.0), ValueError, r"ELU: alpha must be a real number in \(0, inf\), got 0.0"),
+    (lambda: L.ELU(alpha=True), TypeError, r"ELU: alpha must be a real number .* got True \(bool\)"),
+    (lambda: L.LeakyReLU(negative_slope=True), TypeError, "LeakyReLU: negative_slope must be a real"),
+    (lambda: L.LeakyReLU(negative_slope=float("nan")), ValueError, "LeakyReLU: negative_slope"),
+    (lambda: L.GELU(approximate="fast"), ValueError, "GELU: approximate must be one of 'none', 'tanh'"),
+    (lambda: L.Softmax(axis=1.5), TypeError, "Softmax: axis must be an integer"),
 ])
-def test_constructor_validation(make, message):
-    with pytest.raises(ValueError, match=message):
+def test_constructor_validation(make, error, message):
+    """The one rule: a wrong type is a TypeError, a value out of range a ValueError."""
+    with pytest.raises(error, match=message):
         make()
+
+
+def test_constructors_accept_numpy_scalars():
+    assert L.ELU(alpha=np.float32(0.5)).alpha == 0.5
+    assert L.LeakyReLU(np.float64(0.2)).negative_slope == 0.2
+    assert L.Softmax(axis=np.int64(0)).axis == 0
 
 
 @pytest.mark.parametrize("make", ALL, ids=ALL_IDS)

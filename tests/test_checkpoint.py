@@ -251,3 +251,27 @@ def test_unstorable_values_are_refused_with_their_location(tmp_path):
     with pytest.raises(TypeError, match=r"type object \(at 'extra/bad'\)"):
         save_checkpoint(tmp_path / "x.npz", mlp(), extra={"bad": object()})
     assert not os.listdir(tmp_path)
+
+
+def test_object_arrays_are_refused_so_nothing_is_pickled(tmp_path):
+    with pytest.raises(TypeError, match=r"array of Python objects \(dtype object, at 'extra/o'\)"):
+        save_checkpoint(tmp_path / "x.npz", mlp(), extra={"o": np.array([1, None], object)})
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("epoch, error, message", [
+    (-1, ValueError, r"save_checkpoint: epoch must be a non-negative integer, got -1 \(int\)"),
+    (True, TypeError, r"save_checkpoint: epoch must be a non-negative integer, got True"),
+    (2.0, TypeError, "save_checkpoint: epoch must be a non-negative integer"),
+])
+def test_save_checkpoint_checks_the_epoch(tmp_path, epoch, error, message):
+    with pytest.raises(error, match=message):
+        save_checkpoint(tmp_path / "x.npz", mlp(), epoch=epoch)
+    assert not os.listdir(tmp_path)
+
+
+def test_numpy_epoch_is_stored_as_an_int_and_restore_rng_must_be_a_bool(tmp_path):
+    path = save_checkpoint(tmp_path / "x.npz", mlp(), epoch=np.int64(3))
+    assert load_checkpoint(path, mlp(), restore_rng=False)["epoch"] == 3
+    with pytest.raises(TypeError, match="load_checkpoint: restore_rng must be True or False"):
+        load_checkpoint(path, mlp(), restore_rng="no")

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import minidl
 from minidl import layers as L
 from minidl.gradcheck import assert_gradients
-from minidl.layers import conv as conv_module
-from minidl.layers.conv import Conv2d, col2im, conv2d_naive, im2col
+from minidl.layers import cpu_kernels
+from minidl.layers.conv import Conv2d, col2im, im2col
+from minidl.naive import conv2d_forward
 
 # The xp fixture only names an array module (no state), so sharing it across the
 # examples of one hypothesis test is safe.
@@ -133,7 +134,8 @@ def test_conv_matches_naive_loops(xp, config, seed):
     layer_args, shape = config
     layer = make_conv(xp, layer_args).to(np.float64)
     x = xp.asarray(np.random.default_rng(seed).standard_normal(shape))
-    expected = conv2d_naive(x, layer.weight.data, layer.bias.data, *unfold_args(layer_args)[1:])
+    expected = conv2d_forward(x, layer.weight.data, layer.bias.data,
+                              *unfold_args(layer_args)[1:])[0]
     np.testing.assert_allclose(minidl.to_numpy(layer(x)), minidl.to_numpy(expected),
                                rtol=1e-12, atol=1e-12)
 
@@ -145,7 +147,7 @@ def test_threaded_copies_agree_with_single_thread(monkeypatch):
     dy = draw.standard_normal((5, 4, 5, 4)).astype(np.float32)
     results = []
     for min_elements in (10**9, 1):  # never split, always split
-        monkeypatch.setattr(conv_module, "_PARALLEL_MIN_ELEMENTS", min_elements)
+        monkeypatch.setattr(cpu_kernels, "_PARALLEL_MIN_ELEMENTS", min_elements)
         layer.zero_grad()
         y = layer(x)
         results.append((y, layer.backward(dy), layer.weight.grad.copy()))
@@ -245,13 +247,13 @@ def test_macs_count_groups():
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(kernel_size=0), ValueError, "kernel_size must be a positive int"),
     (dict(kernel_size=(3, 3, 3)), ValueError, "kernel_size must be an int or a pair"),
-    (dict(kernel_size=2.5), TypeError, "kernel_size must be an int"),
+    (dict(kernel_size=2.5), TypeError, "kernel_size must be a positive integer, got 2.5"),
     (dict(stride=0), ValueError, "stride must be a positive int"),
     (dict(padding=-1), ValueError, "padding must be a non-negative int"),
     (dict(dilation=0), ValueError, "dilation must be a positive int"),
     (dict(groups=4), ValueError, "divisible by groups"),
     (dict(in_channels=0), ValueError, "in_channels must be a positive int"),
-    (dict(out_channels=True), TypeError, "out_channels must be an int"),
+    (dict(out_channels=True), TypeError, "out_channels must be a positive integer, got True"),
 ])
 def test_constructor_validates_arguments(kwargs, error, message):
     args = dict(in_channels=6, out_channels=6, kernel_size=3) | kwargs

@@ -476,11 +476,23 @@ def test_loader_keeps_batches_on_the_data_backend_and_applies_device(xp):
     (dict(x=np.zeros((4, 1)), y=np.zeros(3), batch_size=2), ValueError, "same number"),
     (dict(x=np.zeros((0, 1)), y=np.zeros(0), batch_size=2), ValueError, "empty"),
     (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=0), ValueError, "positive integer"),
-    (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=2.5), ValueError, "positive integer"),
+    (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=2.5), TypeError,
+     r"batch_size must be a positive integer, got 2.5 \(float\)"),
+    (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=True), TypeError,
+     r"batch_size must be a positive integer, got True \(bool\)"),
     (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=5, drop_last=True), ValueError,
      "leaves no batch"),
     (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=2, transform=3), TypeError,
      "callable"),
+    (dict(x=None, y=np.zeros(4), batch_size=2), TypeError,
+     r"x must be an array of shape \(N, ...\), got None"),
+    (dict(x=np.zeros((4, 1)), y=[0, 1, 2, 3], batch_size=2), TypeError, "y must be an array"),
+    (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=2, seed=""), TypeError,
+     "seed must be a non-negative integer, got ''"),
+    (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=2, seed=-1), ValueError,
+     "seed must be a non-negative integer"),
+    (dict(x=np.zeros((4, 1)), y=np.zeros(4), batch_size=2, shuffle="yes"), TypeError,
+     "shuffle must be True or False"),
 ])
 def test_loader_rejects_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=f"DataLoader: .*{message}"):
@@ -502,13 +514,35 @@ def test_train_val_split_sizes_disjoint_and_deterministic():
 
 
 @pytest.mark.parametrize("n, fraction, message", [
-    (10, 0.0, "strictly between"), (10, 1.0, "strictly between"),
+    (10, 0.0, r"val_fraction must be a real number in \(0, 1\), got 0.0"),
+    (10, 1.0, r"in \(0, 1\)"), (10, float("nan"), r"in \(0, 1\), got nan"),
     (10, 0.01, "empty split"), (10, 0.99, "empty split"),
 ])
 def test_train_val_split_rejects_bad_fractions(n, fraction, message):
     x, y = make_arrays(n)
     with pytest.raises(ValueError, match=f"train_val_split: .*{message}"):
         train_val_split(x, y, fraction, seed=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(val_fraction=True), r"val_fraction must be a real number .* got True \(bool\)"),
+    (dict(val_fraction="0.2"), "val_fraction must be a real number"),
+    (dict(val_fraction=0.2, seed=""), "seed must be a non-negative integer"),
+])
+def test_train_val_split_refuses_wrong_types(kwargs, message):
+    x, y = make_arrays(10)
+    with pytest.raises(TypeError, match=f"train_val_split: {message}"):
+        train_val_split(x, y, **kwargs)
+    with pytest.raises(TypeError, match="train_val_split: x must be an array"):
+        train_val_split(None, y, 0.2)
+
+
+def test_loader_and_split_accept_numpy_scalars():
+    x, y = make_arrays(10)
+    loader = DataLoader(x, y, np.int64(4), seed=np.int64(3))
+    assert loader.batch_size == 4 and type(loader.batch_size) is int and len(loader) == 3
+    (train, _), (val, _) = train_val_split(x, y, np.float32(0.2), seed=np.int32(0))
+    assert (len(train), len(val)) == (8, 2)
 
 
 def test_state_after_a_peek_resumes_like_the_original():
@@ -526,3 +560,13 @@ def test_state_after_a_peek_resumes_like_the_original():
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert original.epoch == restored.epoch == 2
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda root: load_mnist(root, download="no"), "load_mnist: download must be True or False"),
+    (lambda root: load_cifar10(5), r"load_cifar10: root must be a folder .* got 5 \(int\)"),
+    (lambda root: load_fashion_mnist(root, download=0), "load_fashion_mnist: download must be"),
+])
+def test_loaders_refuse_wrong_argument_types(tmp_path, call, message):
+    with pytest.raises(TypeError, match=message):
+        call(tmp_path)

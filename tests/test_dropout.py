@@ -84,11 +84,18 @@ def test_keep_rate_and_mean_are_preserved(p, dtype, xp):
     assert abs(float(y.mean()) - 1.0) < 5 * np.sqrt(p / (1 - p) / x.size)
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
-def test_p_is_validated(p):
-    message = r"Dropout: p \(the drop probability\) must be a number in \[0, 1\)"
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("p, error", [(-0.1, ValueError), (1.0, ValueError), (1.5, ValueError),
+                                      (float("nan"), ValueError), (10**400, ValueError),
+                                      ("0.5", TypeError), (True, TypeError), (None, TypeError)])
+def test_p_is_validated(p, error):
+    """The one rule: a wrong type is a TypeError, a value out of range a ValueError."""
+    message = r"Dropout: p \(the drop probability\) must be a real number in \[0, 1\), got "
+    with pytest.raises(error, match=message):
         L.Dropout(p)
+
+
+def test_p_accepts_numpy_scalars():
+    assert L.Dropout(np.float32(0.25)).p == 0.25
 
 
 @pytest.mark.parametrize("x, error, fragment", [

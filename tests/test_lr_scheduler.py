@@ -283,31 +283,82 @@ def test_schedulers_drive_lookahead():
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("build, message", [
-    (lambda o: S.StepLR(o, step_size=0), "StepLR: step_size must be an integer >= 1"),
-    (lambda o: S.StepLR(o, step_size=2, gamma=0), "StepLR: gamma must be a positive number"),
-    (lambda o: S.MultiStepLR(o, milestones=[2, -1]), "MultiStepLR: every milestone"),
+    (lambda o: S.StepLR(o, step_size=0),
+     r"StepLR: step_size must be a positive integer, got 0 \(int\)"),
+    (lambda o: S.StepLR(o, step_size=2, gamma=0),
+     r"StepLR: gamma must be a real number in \(0, inf\), got 0"),
+    (lambda o: S.MultiStepLR(o, milestones=[2, -1]),
+     r"MultiStepLR: milestones\[1\] must be a non-negative integer, got -1"),
     (lambda o: S.CosineAnnealingLR(o, T_max=0), "CosineAnnealingLR: T_max"),
-    (lambda o: S.LinearLR(o, start_factor=0.0), "LinearLR: start_factor must be in"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=5, eta_min=float("nan")),
+     r"CosineAnnealingLR: eta_min must be a real number in \[0, inf\), got nan"),
+    (lambda o: S.LinearLR(o, start_factor=0.0),
+     r"LinearLR: start_factor must be a real number in \(0, 1\]"),
     (lambda o: S.LambdaLR(o, [lambda t: 1.0]), "LambdaLR: expected a function or 2"),
     (lambda o: S.PiecewiseLinearLR(o, [0, 5, 5], [0, 1, 0]), "milestones must increase"),
     (lambda o: S.PiecewiseLinearLR(o, [0, 5], [1.0]), "as many milestones as factors"),
+    (lambda o: S.PiecewiseLinearLR(o, [0, 5], [1.0, float("inf")]), r"factors\[1\] must be"),
     (lambda o: S.LinearWarmupDecayLR(o, 10, 10), "total_steps \\(10\\) must exceed warmup_steps"),
     (lambda o: S.OneCycleLR(o, max_lr=0.1), "OneCycleLR: give total_steps"),
     (lambda o: S.OneCycleLR(o, max_lr=[0.1], total_steps=10), "OneCycleLR: expected 2 values"),
     (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, anneal_strategy="exp"),
-     "anneal_strategy"),
-    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=1.5), "pct_start"),
+     "anneal_strategy must be one of 'cos', 'linear'"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=1.5),
+     r"OneCycleLR: pct_start must be a real number in \[0, 1\]"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=0.1),
+     "OneCycleLR: pct_start=0.1 of total_steps=10 leaves a phase of the cycle without steps"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=1.0),
+     "OneCycleLR: pct_start=1 of total_steps=10 leaves a phase"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, div_factor=0),
+     r"OneCycleLR: div_factor must be a real number in \(0, inf\)"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, final_div_factor=0),
+     "OneCycleLR: final_div_factor must be"),
+    (lambda o: S.OneCycleLR(o, max_lr=float("nan"), total_steps=10), "OneCycleLR: max_lr must be"),
     (lambda o: S.OneCycleLR(optim.Adagrad(o.param_groups[0]["params"]), max_lr=0.1,
                             total_steps=10), "cycle_momentum needs an optimizer"),
-    (lambda o: S.ReduceLROnPlateau(o, mode="lowest"), "ReduceLROnPlateau: mode must be"),
-    (lambda o: S.ReduceLROnPlateau(o, factor=1.0), "ReduceLROnPlateau: factor must be in"),
+    (lambda o: S.ReduceLROnPlateau(o, mode="lowest"), "ReduceLROnPlateau: mode must be one of"),
+    (lambda o: S.ReduceLROnPlateau(o, factor=1.0),
+     r"ReduceLROnPlateau: factor must be a real number in \(0, 1\)"),
     (lambda o: S.ReduceLROnPlateau(o, threshold_mode="pct"), "threshold_mode"),
-    (lambda o: S.ReduceLROnPlateau(o, patience=-1), "patience must be an integer"),
+    (lambda o: S.ReduceLROnPlateau(o, patience=-1), "patience must be a non-negative integer"),
     (lambda o: S.ReduceLROnPlateau(o, min_lr=[0.1]), "expected 2 values of min_lr"),
+    (lambda o: S.ReduceLROnPlateau(o, min_lr=[0.1, -1.0]), r"min_lr\[1\] must be"),
+    (lambda o: S.ExponentialLR(o, gamma=10**400), "ExponentialLR: gamma .*too large for a float"),
+    (lambda o: S.StepLR(o, step_size=2, last_epoch=-2), "StepLR: last_epoch must be an integer"),
 ])
 def test_invalid_arguments_raise_a_clear_value_error(build, message):
     with pytest.raises(ValueError, match=message):
         build(make_optimizer())
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda o: S.StepLR(o, step_size=True),
+     r"StepLR: step_size must be a positive integer, got True"),
+    (lambda o: S.StepLR(o, step_size=2.0), "StepLR: step_size must be a positive integer"),
+    (lambda o: S.StepLR(o, step_size=2, gamma=False), r"StepLR: gamma must be a real number"),
+    (lambda o: S.ExponentialLR(o, gamma="0.9"), "ExponentialLR: gamma must be a real number"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=5, eta_min=None), "CosineAnnealingLR: eta_min"),
+    (lambda o: S.LambdaLR(o, 0.5), "LambdaLR: lr_lambda must be a function"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=True), "OneCycleLR: total_steps"),
+    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=True), "pct_start"),
+    (lambda o: S.ReduceLROnPlateau(o, patience=1.5), "patience must be a non-negative integer"),
+    (lambda o: S.ReduceLROnPlateau(o, threshold=None), "ReduceLROnPlateau: threshold must be"),
+])
+def test_wrong_argument_types_raise_a_clear_type_error(build, message):
+    with pytest.raises(TypeError, match=message):
+        build(make_optimizer())
+
+
+def test_numpy_scalar_arguments_are_accepted_as_python_numbers():
+    sched = S.StepLR(make_optimizer(), step_size=np.int64(2), gamma=np.float32(0.5))
+    assert (sched.step_size, sched.gamma) == (2, 0.5) and type(sched.gamma) is float
+    cosine = S.CosineAnnealingLR(make_optimizer(), T_max=np.int32(4), eta_min=np.float64(0.01))
+    assert type(cosine.eta_min) is float and type(cosine.T_max) is int
+    one_cycle = S.OneCycleLR(make_optimizer(), max_lr=np.float64(0.5), total_steps=np.int64(20),
+                             pct_start=np.float32(0.25), div_factor=np.int64(10))
+    assert one_cycle.get_last_lr() == pytest.approx([0.05, 0.05])
+    plateau = S.ReduceLROnPlateau(make_optimizer(), factor=np.float64(0.5), patience=np.int64(0))
+    assert (plateau.factor, plateau.patience) == (0.5, 0)
 
 
 def test_not_an_optimizer_raises_type_error():

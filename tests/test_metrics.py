@@ -62,7 +62,12 @@ def test_accuracy_matches_a_sorting_reference(xp, seed):
     (np.zeros((5, 3)), np.zeros(5), (1,), TypeError, "integer class labels"),
     (np.zeros((5, 3)), np.zeros(4, dtype=int), (1,), ValueError, "5 rows of logits but 4 labels"),
     (np.zeros((2, 3)), np.array([0, 3]), (1,), ValueError, r"labels must lie in \[0, 3\)"),
-    (np.zeros((2, 3)), np.array([0, 1]), (0,), ValueError, "positive integer"),
+    (np.zeros((2, 3)), np.array([0, 1]), (0,), ValueError,
+     r"accuracy: topk\[0\] must be a positive integer, got 0 \(int\)"),
+    (np.zeros((2, 3)), np.array([0, 1]), (1, True), TypeError,
+     r"accuracy: topk\[1\] must be a positive integer, got True \(bool\)"),
+    (np.zeros((2, 3)), np.array([0, 1]), 2.5, TypeError, "accuracy: topk.* must be a positive"),
+    (np.zeros((2, 3)), np.array([0, 1]), float("nan"), TypeError, "accuracy: topk"),
 ])
 def test_accuracy_rejects_bad_input(logits, labels, topk, error, message):
     with pytest.raises(error, match=message):
@@ -98,7 +103,18 @@ def test_confusion_matrix_of_scores_uses_argmax_and_sums_right():
     ([0.0, 1.0], [0, 1], 2, TypeError, "y_true must be integer labels"),
     ([0, 1, 1], [0, 1], 2, ValueError, "y_true has 3 labels, y_pred 2"),
     ([0, 1], [0, 1], 0, ValueError, "num_classes must be a positive integer"),
+    ([0, 1], [0, 1], 2.0, TypeError, r"num_classes must be a positive integer, got 2.0 \(float\)"),
+    ([0, 1], [0, 1], True, TypeError, "num_classes must be a positive integer, got True"),
 ])
 def test_confusion_matrix_rejects_bad_input(y_true, y_pred, classes, error, message):
     with pytest.raises(error, match=message):
         confusion_matrix(np.array(y_true), np.array(y_pred), classes)
+
+
+def test_numpy_integer_arguments_are_accepted():
+    scores = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    labels = np.array([1, 2])
+    assert accuracy(scores, labels, topk=np.int64(1)) == 0.5
+    assert accuracy(scores, labels, topk=(np.int32(1), 3)) == (0.5, 1.0)
+    matrix = confusion_matrix(labels, scores, np.int64(3))
+    assert matrix.shape == (3, 3) and matrix.sum() == 2

@@ -137,20 +137,53 @@ def test_builder_options_change_the_layers():
 
 @pytest.mark.parametrize("build, message", [
     (lambda: models.mlp([784]), "mlp: sizes needs"),
-    (lambda: models.mlp([784, 0, 10]), r"mlp: sizes\[1\] must be a positive integer"),
-    (lambda: models.mlp([4, 2], activation="swish"), "unknown name 'swish'"),
-    (lambda: models.mlp([4, 2], dropout=1.0), r"dropout must be in \[0, 1\)"),
+    (lambda: models.mlp([784, 0, 10]), r"mlp: sizes\[1\] must be a positive integer, got 0"),
+    (lambda: models.mlp([4, 2], activation="swish"),
+     "mlp: activation must be one of 'elu', 'gelu', .* got 'swish'"),
+    (lambda: models.mlp([4, 2], dropout=1.0), r"mlp: dropout must be a real number in \[0, 1\)"),
+    (lambda: models.mlp([4, 2], dropout=float("nan")), "mlp: dropout must be .* got nan"),
     (lambda: models.resnet18(num_classes=0), "ResNet: num_classes"),
-    (lambda: models.resnet18(activation="relu6"), "unknown name 'relu6'"),
+    (lambda: models.resnet18(activation="relu6"), "ResNet: activation must be one of"),
+    (lambda: models.resnet18(dropout=float("inf")), "ResNet: dropout must be"),
+    (lambda: models.BasicBlock(4, 4, activation="relu6"), "BasicBlock: activation must be"),
+    (lambda: models.make_activation("swish"), "make_activation: activation must be one of"),
     (lambda: models.ResNet(L.Linear, (2, 2, 2, 2)), "block must be BasicBlock or Bottleneck"),
     (lambda: models.ResNet(models.BasicBlock, (2, 2, 2)), "4 stage lengths"),
     (lambda: models.BasicBlock(4, 4, stride=0), "BasicBlock: stride"),
     (lambda: models.airbench(widths=(8, 8)), "3 block widths"),
-    (lambda: models.Scale(0.0), "Scale: multiplier"),
+    (lambda: models.vgg11(dropout=1.5), "vgg11: dropout must be"),
+    (lambda: models.Scale(0.0), "Scale: multiplier must be a non-zero"),
+    (lambda: models.Scale(float("nan")), "Scale: multiplier must be a real number"),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: models.mlp([784, True, 10]), r"mlp: sizes\[1\] must be a positive integer, got True"),
+    (lambda: models.mlp(784), "mlp: sizes must be a list"),
+    (lambda: models.mlp([4, 2], dropout=None), "mlp: dropout must be a real number"),
+    (lambda: models.mnist_cnn(num_classes=10.0),
+     "mnist_cnn: num_classes must be a positive integer"),
+    (lambda: models.tiny_cnn(num_classes=True), "tiny_cnn: num_classes"),
+    (lambda: models.resnet18(cifar_stem="yes"), "ResNet: cifar_stem must be True or False"),
+    (lambda: models.vgg11(batch_norm=1), "vgg11: batch_norm must be True or False"),
+    (lambda: models.vgg11(width=16.0), "vgg11: width must be a positive integer"),
+    (lambda: models.custom_resnet(use_bn=None), "custom_resnet: use_bn must be True or False"),
+    (lambda: models.resnet9(width=True), "ResNet9: width must be a positive integer"),
+    (lambda: models.Scale(True), r"Scale: multiplier must be a real number .* got True \(bool\)"),
+])
+def test_wrong_argument_types_are_refused_with_type_error(build, message):
+    with pytest.raises(TypeError, match=message):
+        build()
+
+
+def test_builders_accept_numpy_scalars():
+    net = models.mlp([np.int64(4), np.int32(3), 2], dropout=np.float32(0.25))
+    assert net[1].in_features == 4 and type(net[1].in_features) is int
+    assert models.Scale(np.float32(0.125)).multiplier == 0.125
+    assert sum(p.data.size for p in models.tiny_cnn(num_classes=np.int64(10)).parameters()) > 0
 
 
 def test_wrong_input_shape_names_the_layer():

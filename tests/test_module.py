@@ -35,6 +35,10 @@ def test_load_state_dict_round_trip_and_copy():
     (lambda s: s.pop("1.bias"), "missing keys: 1.bias"),
     (lambda s: s.__setitem__("2.weight", np.zeros(3)), "unexpected keys: 2.weight"),
     (lambda s: s.__setitem__("0.weight", np.zeros((5, 4))), "0.weight: expected shape (4, 5)"),
+    (lambda s: s.__setitem__("0.bias", np.zeros(5, complex)), "0.bias: expected a real-valued array"),
+    (lambda s: s.__setitem__("0.bias", np.array([1, None] * 2 + [0], object)),
+     "0.bias: expected a real-valued array, got object"),
+    (lambda s: s.__setitem__("0.bias", [0.0] * 5), "0.bias: expected a real-valued array, got list"),
 ])
 def test_load_state_dict_reports_every_problem(edit, message):
     model = small_mlp()
@@ -43,6 +47,21 @@ def test_load_state_dict_reports_every_problem(edit, message):
     with pytest.raises(ValueError, match="Sequential.load_state_dict") as info:
         model.load_state_dict(state)
     assert message in str(info.value)
+
+
+def test_a_failed_load_state_dict_changes_nothing():
+    """All or nothing: a bad value in the LAST key must not leave earlier keys loaded."""
+    model = small_mlp()
+    before = model.state_dict()
+    state = {key: value + 1 for key, value in before.items()}
+    last = list(state)[-1]
+    state[last] = np.array(["not", "a", "number"][:1] * state[last].size).reshape(state[last].shape)
+    with pytest.raises(ValueError, match=f"{last}: expected a real-valued array"):
+        model.load_state_dict(state)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    with pytest.raises(TypeError, match="expected a dict of arrays"):
+        model.load_state_dict([("0.weight", before["0.weight"])])
 
 
 def test_train_eval_propagates_to_children():
@@ -97,7 +116,7 @@ def test_backward_before_forward_and_twice_raise():
 
 @pytest.mark.parametrize("x, error, fragment", [
     (np.ones((2, 3), dtype=np.int64), TypeError, "float32 or float64"),
-    (np.ones(3, dtype=np.float32), ValueError, "(N, in_features)"),
+    (np.ones((), dtype=np.float32), ValueError, "(..., in_features)"),
     (np.ones((2, 4), dtype=np.float32), ValueError, "expected 3 features"),
     (np.ones((2, 3), dtype=np.float64), TypeError, "does not match parameter dtype"),
     (np.full((2, 3), np.nan, dtype=np.float32), ValueError, "NaN or Inf"),

@@ -226,9 +226,12 @@ def test_bad_input_names_the_layer(cls, x, error, fragment):
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"num_features": 0}, "num_features must be a positive integer"),
-    ({"num_features": 2.5}, "num_features must be an integer"),
-    ({"num_features": 3, "eps": 0}, "eps must be a positive"),
-    ({"num_features": 3, "momentum": 1.5}, "momentum must be a number in [0, 1]"),
+    ({"num_features": 2.5}, "num_features must be a positive integer, got 2.5 (float)"),
+    ({"num_features": True}, "num_features must be a positive integer, got True (bool)"),
+    ({"num_features": 3, "eps": 0}, "eps must be a real number in (0, inf)"),
+    ({"num_features": 3, "eps": float("inf")}, "eps must be a real number in (0, inf)"),
+    ({"num_features": 3, "momentum": 1.5}, "momentum must be a real number in [0, 1]"),
+    ({"num_features": 3, "momentum": True}, "momentum must be a real number in [0, 1], got True"),
 ])
 def test_constructor_validation(kwargs, fragment):
     with pytest.raises((ValueError, TypeError), match="BatchNorm2d") as info:

@@ -382,20 +382,22 @@ def test_load_state_dict_rejects_a_state_that_does_not_fit(edit, message):
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("build, message", [
     (lambda p: optim.SGD([p]), "SGD: param group 0 needs a value for 'lr'"),
-    (lambda p: optim.SGD([p], lr=-0.1), "SGD: invalid lr -0.1"),
-    (lambda p: optim.SGD([p], lr=0.1, momentum=-1), "SGD: invalid momentum"),
+    (lambda p: optim.SGD([p], lr=-0.1),
+     r"SGD: lr must be a real number in \[0, inf\), got -0.1 \(float\) in param group 0"),
+    (lambda p: optim.SGD([p], lr=0.1, momentum=-1), "SGD: momentum must be a real number"),
     (lambda p: optim.SGD([p], lr=0.1, nesterov=True), "SGD: Nesterov momentum requires"),
     (lambda p: optim.SGD([p], lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
      "SGD: Nesterov momentum requires"),
-    (lambda p: optim.SGD([p], lr="fast"), "SGD: lr must be a number"),
-    (lambda p: optim.Adam([p], betas=(1.0, 0.999)), "Adam: invalid beta parameter at index 0"),
-    (lambda p: optim.AdamW([p], betas=(0.9, -0.1)), "AdamW: invalid beta parameter at index 1"),
-    (lambda p: optim.Adam([p], betas=0.9), "Adam: betas must be a pair"),
-    (lambda p: optim.Adam([p], eps=-1e-8), "Adam: invalid eps"),
-    (lambda p: optim.Adamax([p], weight_decay=-1), "Adamax: invalid weight_decay"),
-    (lambda p: optim.Adagrad([p], lr_decay=-1), "Adagrad: invalid lr_decay"),
-    (lambda p: optim.RMSprop([p], alpha=-0.5), "RMSprop: invalid alpha"),
-    (lambda p: optim.Adadelta([p], rho=1.5), "Adadelta: invalid rho"),
+    (lambda p: optim.Adam([p], betas=(1.0, 0.999)),
+     r"Adam: betas\[0\] must be a real number in \[0, 1\), got 1.0"),
+    (lambda p: optim.AdamW([p], betas=(0.9, -0.1)), r"AdamW: betas\[1\] must be"),
+    (lambda p: optim.Adam([p], betas=(0.9, 0.99, 0.9)), "Adam: betas must be a pair"),
+    (lambda p: optim.Adam([p], eps=-1e-8), "Adam: eps must be"),
+    (lambda p: optim.Adamax([p], weight_decay=-1), "Adamax: weight_decay must be"),
+    (lambda p: optim.Adagrad([p], lr_decay=-1), "Adagrad: lr_decay must be"),
+    (lambda p: optim.RMSprop([p], alpha=-0.5), r"RMSprop: alpha must be a real number in \[0, 1\]"),
+    (lambda p: optim.RMSprop([p], alpha=2), r"RMSprop: alpha must be a real number in \[0, 1\]"),
+    (lambda p: optim.Adadelta([p], rho=1.5), "Adadelta: rho must be"),
     (lambda p: optim.SGD([], lr=0.1), "SGD: got an empty parameter list"),
     (lambda p: optim.SGD([p, p], lr=0.1), "SGD: a parameter appears twice"),
     (lambda p: optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1),
@@ -403,13 +405,58 @@ def test_load_state_dict_rejects_a_state_that_does_not_fit(edit, message):
     (lambda p: optim.SGD([{"params": [p], "weight_deacy": 0.1}], lr=0.1),
      "SGD: unknown hyper-parameter.*weight_deacy"),
     (lambda p: optim.SGD([{"params": [p], "lr": -1.0}], lr=0.1),
-     "SGD: invalid lr -1.0 in param group 0"),
-    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), k=0), "Lookahead: k must be"),
-    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), alpha=2.0), "Lookahead: alpha must be"),
+     "SGD: lr must be .* got -1.0 .* in param group 0"),
+    (lambda p: optim.SGD([p], lr=float("nan")), "SGD: lr must be .* got nan"),
+    (lambda p: optim.Adam([p], lr=float("inf")), "Adam: lr must be .* got inf"),
+    (lambda p: optim.SGD([p], lr=10**400), "SGD: lr must be .*too large for a float"),
+    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), k=0), "Lookahead: k must be a positive"),
+    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), alpha=2.0),
+     r"Lookahead: alpha must be a real number in \[0, 1\]"),
+    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), alpha=float("nan")), "Lookahead: alpha"),
+    (lambda p: optim.ExponentialMovingAverage(TinyModel(), decay=1.5),
+     r"ExponentialMovingAverage: decay must be a real number in \[0, 1\], got 1.5"),
+    (lambda p: optim.ExponentialMovingAverage(TinyModel(), decay=float("nan")),
+     "ExponentialMovingAverage: decay must be"),
 ])
 def test_invalid_hyper_parameters_raise_a_clear_value_error(build, message):
     with pytest.raises(ValueError, match=message):
         build(make_param(P0))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda p: optim.SGD([p], lr="fast"), r"SGD: lr must be a real number .* got 'fast' \(str\)"),
+    (lambda p: optim.SGD([p], lr=True), r"SGD: lr must be a real number .* got True \(bool\)"),
+    (lambda p: optim.Adam([p], lr=None), "Adam: lr must be a real number"),
+    (lambda p: optim.Adam([p], betas=0.9), "Adam: betas must be a pair"),
+    (lambda p: optim.Adam([p], betas=(0.9, False)), r"Adam: betas\[1\] must be a real number"),
+    (lambda p: optim.RMSprop([p], alpha=True), "RMSprop: alpha must be"),
+    (lambda p: optim.SGD([p], lr=0.1, momentum=0.9, nesterov="yes"),
+     "SGD: nesterov must be True or False"),
+    (lambda p: optim.Adam([p], amsgrad=1), "Adam: amsgrad must be True or False"),
+    (lambda p: optim.SGD(None, lr=0.1), "SGD: expected a list of Param"),
+    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), k=True), "Lookahead: k must be"),
+    (lambda p: optim.Lookahead(optim.SGD([p], lr=0.1), k=2.0), "Lookahead: k must be"),
+    (lambda p: optim.ExponentialMovingAverage(TinyModel(), decay=True),
+     r"ExponentialMovingAverage: decay must be a real number .* got True \(bool\)"),
+    (lambda p: optim.ExponentialMovingAverage(TinyModel(), warmup="no"),
+     "ExponentialMovingAverage: warmup must be True or False"),
+])
+def test_wrong_hyper_parameter_types_raise_a_clear_type_error(build, message):
+    with pytest.raises(TypeError, match=message):
+        build(make_param(P0))
+
+
+@pytest.mark.parametrize("cls", ALL_OPTIMIZERS)
+def test_numpy_scalar_hyper_parameters_are_accepted_as_python_floats(cls):
+    p = make_param(P0, np.float32)
+    opt = cls([p], lr=np.float64(0.01), weight_decay=np.float32(0.0))
+    assert type(opt.param_groups[0]["lr"]) is float
+    p.grad += np.float32(0.5)
+    opt.step()
+    assert p.data.dtype == np.float32
+    lookahead = optim.Lookahead(cls([make_param(P0)], lr=0.1), k=np.int64(3), alpha=np.float32(0.5))
+    assert (lookahead.k, lookahead.alpha) == (3, 0.5) and type(lookahead.k) is int
+    assert optim.ExponentialMovingAverage(TinyModel(), decay=np.float64(0.9)).decay == 0.9
 
 
 @pytest.mark.parametrize("params", [

@@ -253,6 +253,18 @@ def test_non_finite_loss_stops_with_epoch_and_step(xp, factor):
         assert_bit_identical(weights(model), snapshots[-1])
 
 
+def test_a_diverging_model_stops_with_epoch_step_and_lr():
+    x, y = blobs(n=40)
+    model = L.Sequential(L.Linear(4, 8), L.ReLU(), L.Linear(8, 3))
+    trainer = Trainer(model, CrossEntropyLoss(), SGD(model.parameters(), lr=1e30), quiet=True)
+    message = (r"the model's output contains NaN or Inf at epoch 1, step \d of 4 \(lr 1e\+30\); "
+               "training stopped. Usual causes: a learning rate too high")
+    # The overflow itself is what a 1e30 step does: only the Trainer's report is tested.
+    with pytest.raises(NonFiniteLossError, match=message), np.errstate(over="ignore",
+                                                                       invalid="ignore"):
+        trainer.fit(DataLoader(x, y, batch_size=10, seed=0), epochs=3)
+
+
 def test_an_interrupt_inside_a_step_writes_no_inconsistent_checkpoint(tmp_path, capsys):
     def interrupted_loss(logits, target):
         raise KeyboardInterrupt   # e.g. Ctrl-C with a custom SIGINT handler, mid-update
@@ -386,14 +398,66 @@ def test_reduce_lr_on_plateau_without_validation_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"scheduler_interval": "step"}, ValueError, "'epoch' or 'batch'"),
-    ({"log_interval": 0}, ValueError, "log_interval must be a positive integer"),
+    ({"scheduler_interval": "step"}, ValueError,
+     "Trainer: scheduler_interval must be one of 'epoch', 'batch', got 'step'"),
+    ({"log_interval": 0}, ValueError, r"log_interval must be a positive integer, got 0 \(int\)"),
+    ({"log_interval": True}, TypeError, r"log_interval must be a positive integer, got True"),
+    ({"log_interval": 2.0}, TypeError, "log_interval must be a positive integer"),
+    ({"quiet": "yes"}, TypeError, "Trainer: quiet must be True or False"),
+    ({"plateau_monitor": None}, TypeError, "Trainer: plateau_monitor must be"),
+    ({"interrupt_checkpoint": 3}, TypeError, "Trainer: interrupt_checkpoint must be a path"),
     ({"callbacks": [print]}, TypeError, r"callbacks\[0\] must be a minidl.train.Callback"),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, error, message):
     model = L.Sequential(L.Linear(4, 3))
     with pytest.raises(error, match=message):
         Trainer(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), **kwargs)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda t: t.fit(loaders()[0], epochs=0), ValueError,
+     r"Trainer.fit: epochs must be a positive integer, got 0 \(int\)"),
+    (lambda t: t.fit(loaders()[0], epochs=True), TypeError, "Trainer.fit: epochs must be"),
+    (lambda t: t.fit(loaders()[0], epochs=2.5), TypeError, "Trainer.fit: epochs must be"),
+    (lambda t: t.predict(np.zeros((3, 4), np.float32), batch_size=0), ValueError,
+     "Trainer.predict: batch_size must be a positive integer"),
+    (lambda t: t.predict(np.zeros((3, 4), np.float32), batch_size=None), TypeError,
+     "Trainer.predict: batch_size must be a positive integer"),
+])
+def test_fit_and_predict_check_their_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call(small_trainer())
+
+
+def test_numpy_integers_are_accepted_as_counts():
+    trainer = small_trainer(log_interval=np.int64(2))
+    assert trainer.log_interval == 2 and type(trainer.log_interval) is int
+    history = trainer.fit(loaders()[0], epochs=np.int64(1))
+    assert len(history) == 1
+    assert trainer.predict(np.zeros((5, 4), np.float32), batch_size=np.int32(2)).shape == (5, 3)
+    stopper = EarlyStopping(patience=np.int64(3), min_delta=np.float32(0.5))
+    assert (stopper.patience, stopper._tracker.min_delta) == (3, 0.5)
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: EarlyStopping(patience=-1), ValueError,
+     "EarlyStopping: patience must be a non-negative integer, got -1"),
+    (lambda: EarlyStopping(patience=1.5), TypeError, "EarlyStopping: patience must be"),
+    (lambda: EarlyStopping(min_delta=float("nan")), ValueError,
+     r"EarlyStopping: min_delta must be a real number in \[0, inf\), got nan"),
+    (lambda: EarlyStopping(min_delta=True), TypeError, "EarlyStopping: min_delta must be"),
+    (lambda: EarlyStopping(mode="lowest"), ValueError,
+     "EarlyStopping: mode must be one of 'min', 'max', 'auto'"),
+    (lambda: EarlyStopping(monitor=None), TypeError, "EarlyStopping: monitor must be"),
+    (lambda: EarlyStopping(restore_best="yes"), TypeError, "restore_best must be True or False"),
+    (lambda: ModelCheckpoint(None), TypeError, "ModelCheckpoint: path must be a file path"),
+    (lambda: ModelCheckpoint("a.npz", min_delta=-1), ValueError, "ModelCheckpoint: min_delta"),
+    (lambda: ModelCheckpoint("a.npz", save_best_only=1), TypeError, "save_best_only must be"),
+    (lambda: LambdaCallback(on_epoch_end=3), TypeError, "LambdaCallback: on_epoch_end must be"),
+])
+def test_callbacks_check_their_arguments(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
 
 
 def test_plateau_scheduler_cannot_step_per_batch():
@@ -455,6 +519,8 @@ def test_history_rejects_unknown_columns():
         History().append({"epoch": 1, "accuracy": 0.5})
     with pytest.raises(KeyError, match="no column 'acc'"):
         History()["acc"]
+    with pytest.raises(ValueError, match="History.best: mode must be one of 'min', 'max', 'auto'"):
+        History([{"epoch": 1, "train_loss": 0.5}]).best("train_loss", mode="lowest")
 
 
 def test_plot_history_writes_a_png(tmp_path):

@@ -65,19 +65,63 @@ def test_normalize_rejects_mismatched_input(x, error, message):
 @pytest.mark.parametrize("make, message", [
     (lambda: Normalize((0.5,), (0.0,)), "Normalize: std must be positive"),
     (lambda: Normalize((0.1, 0.2, 0.3), (1.0, 1.0)), "Normalize: mean has 3 values but std has 2"),
-    (lambda: RandomCrop(0), "RandomCrop: size must be a positive integer"),
+    (lambda: Normalize(float("nan"), 1.0), r"Normalize: mean must be a real number .* got nan"),
+    (lambda: Normalize((0.5, float("inf")), 1.0), "Normalize: mean must be .*finite numbers"),
+    (lambda: Normalize([], 1.0), "Normalize: mean must be a number or a non-empty"),
+    (lambda: RandomCrop(0), r"RandomCrop: size must be a positive integer, got 0 \(int\)"),
     (lambda: RandomCrop((4, 4, 4)), "RandomCrop: size must be an int or a pair"),
     (lambda: RandomCrop(4, padding=-1), "RandomCrop: padding must be a non-negative"),
     (lambda: RandomCrop(4, padding_mode="wrap"), "RandomCrop: padding_mode must be one of"),
+    (lambda: RandomCrop(4, fill=float("inf")), "RandomCrop: fill must be a real number"),
     (lambda: RandomTranslate(0), "RandomTranslate: max_shift must be a positive integer"),
-    (lambda: RandomHorizontalFlip(1.5), r"RandomHorizontalFlip: p must be a probability"),
+    (lambda: RandomTranslate(2, padding_mode="wrap"), "RandomTranslate: padding_mode must be"),
+    (lambda: RandomHorizontalFlip(1.5),
+     r"RandomHorizontalFlip: p must be a real number in \[0, 1\], got 1.5"),
+    (lambda: RandomHorizontalFlip(float("nan")), "RandomHorizontalFlip: p must be"),
     (lambda: Cutout(-2), "Cutout: size must be a positive integer"),
+    (lambda: Cutout(4, fill=float("nan")), "Cutout: fill must be a real number"),
     (lambda: AlternatingFlip(0), "AlternatingFlip: num_samples must be a positive integer"),
-    (lambda: Compose([ToFloat(), 3]), "Compose: every transform must be callable"),
+    (lambda: AlternatingFlip(4, seed=-1), "AlternatingFlip: seed must be a non-negative integer"),
+    (lambda: ToFloat(np.uint8), "ToFloat: dtype must be float32 or float64"),
 ])
-def test_constructors_validate_arguments(make, message):
-    with pytest.raises((ValueError, TypeError), match=message):
+def test_constructors_refuse_out_of_range_values_with_value_error(make, message):
+    with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Normalize(None, 1), r"Normalize: mean must be a real number .* got None \(NoneType\)"),
+    (lambda: Normalize((0.5, None), 1), "Normalize: mean must be a number or a sequence"),
+    (lambda: Normalize(0.5, "1"), "Normalize: std must be a real number"),
+    (lambda: Normalize(True, 1), "Normalize: mean must be a real number"),
+    (lambda: RandomCrop(4.0), "RandomCrop: size must be a positive integer"),
+    (lambda: RandomCrop((4, True)), r"RandomCrop: size\[1\] must be a positive integer"),
+    (lambda: RandomCrop(4, padding=True), "RandomCrop: padding must be"),
+    (lambda: RandomTranslate(2.5), "RandomTranslate: max_shift must be a positive integer"),
+    (lambda: RandomTranslate(2, fill=None), "RandomTranslate: fill must be a real number"),
+    (lambda: RandomHorizontalFlip(True), r"RandomHorizontalFlip: p must be .* got True \(bool\)"),
+    (lambda: Cutout(4, fill=None), r"Cutout: fill must be a real number .* got None"),
+    (lambda: AlternatingFlip(10, seed=""), "AlternatingFlip: seed must be a non-negative integer"),
+    (lambda: Compose([ToFloat(), 3]), r"Compose: transforms\[1\] must be callable"),
+    (lambda: Compose(5), "Compose: transforms must be a list of callables, got 5"),
+    (lambda: ToFloat("foo"), "ToFloat: dtype must be float32 or float64"),
+])
+def test_constructors_refuse_wrong_types_with_type_error(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_constructors_accept_numpy_scalars():
+    assert RandomCrop(np.int64(4), padding=np.int32(1)).size == (4, 4)
+    assert RandomTranslate(np.int64(2)).max_shift == 2
+    flip = RandomHorizontalFlip(np.float32(0.25))
+    assert flip.p == 0.25 and type(flip.p) is float
+    assert Cutout(np.int64(2), fill=np.float64(0.5)).fill == 0.5
+    normalize = Normalize(np.float32(0.5), np.array([0.25, 0.5]))
+    x = np.ones((1, 2, 2, 2), np.float32)
+    np.testing.assert_allclose(normalize(x)[:, :, 0, 0], [[2.0, 1.0]])
+    assert normalize(x).dtype == np.float32
+    assert AlternatingFlip(np.int64(6), seed=np.int64(1)).num_samples == 6
 
 
 # ------------------------------------------------------------------ random crop

@@ -43,6 +43,8 @@ from urllib.request import Request, urlopen
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import checks
+
 # Per-channel statistics of the training sets, in [0, 1] units, for Normalize.
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
@@ -150,14 +152,23 @@ def load_cifar10(root=None, download=True):
 
 def data_root(root=None):
     """The folder data sets live in: ``root``, else ``$MINIDL_DATA``, else ~/.cache/minidl."""
+    _check_root(root, "data_root")
     if root is None:
         root = os.environ.get("MINIDL_DATA") or Path.home() / ".cache" / "minidl"
     return Path(root).expanduser()
 
 
+def _check_root(root, owner):
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"{owner}: root must be a folder (a str or os.PathLike) or None, "
+                        f"got {checks.describe(root)}")
+
+
 # ---------------------------------------------------------------------- locating files
 def _locate(spec, root, download):
     """Path of every file of ``spec``, downloading the missing ones if allowed."""
+    checks.boolean(download, "download", spec.loader)
+    _check_root(root, spec.loader)
     root = data_root(root)
     found, missing = {}, []
     for role, remote in spec.files.items():

@@ -1,16 +1,30 @@
 """Mini-batches from in-memory arrays: :class:`DataLoader` and :func:`train_val_split`."""
 import copy
 import math
-import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import backend, checks
 
 
 def _take(array, indices):
     """``array[indices]`` with the NumPy ``indices`` moved to ``array``'s device."""
     return array[backend.get_array_module(array).asarray(indices)]
+
+
+def _check_samples(x, y, owner):
+    """``x`` and ``y``: arrays ``(N, ...)`` with the same N."""
+    for label, array in (("x", x), ("y", y)):
+        if not checks.is_array(array) or array.ndim == 0:
+            raise TypeError(f"{owner}: {label} must be an array of shape (N, ...), "
+                            f"got {checks.describe(array)}")
+    if len(x) != len(y):
+        raise ValueError(f"{owner}: x and y must hold the same number of samples, "
+                         f"got {len(x)} and {len(y)}")
+
+
+def _check_seed(seed, owner):
+    return None if seed is None else checks.positive_int(seed, "seed", owner, allow_zero=True)
 
 
 def _new_generator(seed):
@@ -42,22 +56,21 @@ class DataLoader:
 
     def __init__(self, x, y, batch_size, shuffle=True, drop_last=False, transform=None,
                  seed=None, device=None):
-        if len(x) != len(y):
-            raise ValueError(f"DataLoader: x and y must hold the same number of samples, "
-                             f"got {len(x)} and {len(y)}")
+        _check_samples(x, y, "DataLoader")
         if len(x) == 0:
             raise ValueError("DataLoader: the data set is empty")
-        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                or batch_size <= 0):
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got "
-                             f"{batch_size!r}")
+        batch_size = checks.positive_int(batch_size, "batch_size", "DataLoader")
+        shuffle = checks.boolean(shuffle, "shuffle", "DataLoader")
+        drop_last = checks.boolean(drop_last, "drop_last", "DataLoader")
+        seed = _check_seed(seed, "DataLoader")
         if drop_last and batch_size > len(x):
             raise ValueError(f"DataLoader: batch_size {batch_size} with drop_last=True "
                              f"leaves no batch from {len(x)} samples")
         if transform is not None and not callable(transform):
-            raise TypeError(f"DataLoader: transform must be callable, got {transform!r}")
+            raise TypeError(f"DataLoader: transform must be callable, got "
+                            f"{checks.describe(transform)}")
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.transform, self.device = transform, device
         # A loader that draws nothing (no shuffle, no transform) takes nothing from
         # minidl's generator, so creating an evaluation loader shifts no other draw.
@@ -171,12 +184,10 @@ def train_val_split(x, y, val_fraction=0.1, seed=None):
     ``seed`` (None: drawn from :func:`minidl.backend.rng`). Both parts keep the original
     relative order.
     """
-    if len(x) != len(y):
-        raise ValueError(f"train_val_split: x and y must hold the same number of samples, "
-                         f"got {len(x)} and {len(y)}")
-    if not (isinstance(val_fraction, numbers.Real) and 0 < val_fraction < 1):
-        raise ValueError(f"train_val_split: val_fraction must lie strictly between 0 and 1, "
-                         f"got {val_fraction!r}")
+    _check_samples(x, y, "train_val_split")
+    val_fraction = checks.real_number(val_fraction, "val_fraction", "train_val_split", 0.0, 1.0,
+                                      low_open=True, high_open=True)
+    seed = _check_seed(seed, "train_val_split")
     n = len(x)
     n_val = int(round(n * val_fraction))
     if not 0 < n_val < n:

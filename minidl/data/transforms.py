@@ -16,11 +16,9 @@ Transforms that need to know *which* samples are in the batch and which epoch it
 :class:`~minidl.data.DataLoader` calls it before every batch (:class:`Compose` passes it
 on to its members).
 """
-import numbers
-
 import numpy as np
 
-from .. import backend
+from .. import backend, checks
 
 _PADDING_MODES = ("constant", "reflect", "edge")
 
@@ -37,25 +35,29 @@ def _check_floating(name, x):
                         "apply ToFloat() first")
 
 
-def _positive_int(name, label, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name}: {label} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _pair(name, label, value):
-    """``value`` as (height, width): an int means a square."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value, value)
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
-        raise ValueError(f"{name}: {label} must be an int or a pair (h, w), got {value!r}")
-    return tuple(_positive_int(name, label, v) for v in value)
+    """``value`` as (height, width) of positive ints: an int means a square."""
+    if not isinstance(value, (tuple, list)):
+        size = checks.positive_int(value, label, name)
+        return size, size
+    if len(value) != 2:
+        raise ValueError(f"{name}: {label} must be an int or a pair (h, w), "
+                         f"got {checks.describe(value)}")
+    return tuple(checks.positive_int(v, f"{label}[{i}]", name) for i, v in enumerate(value))
 
 
-def _probability(name, p):
-    if not (isinstance(p, numbers.Real) and 0.0 <= p <= 1.0):
-        raise ValueError(f"{name}: p must be a probability in [0, 1], got {p!r}")
-    return float(p)
+def _per_channel(name, label, values):
+    """``values`` (a number, or one per channel) as a 1-d float64 array of finite numbers."""
+    if not isinstance(values, (tuple, list)) and getattr(values, "ndim", 0) == 0:
+        return np.array([checks.real_number(values, label, name)])
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: {label} must be a number or a sequence of numbers (one per "
+                        f"channel), got {checks.describe(values)}")
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: {label} must be a number or a non-empty 1-d sequence of "
+                         f"finite numbers, got {checks.describe(values)}")
+    return array.astype(np.float64)
 
 
 def _mirror_where(xp, flip, x):
@@ -67,10 +69,14 @@ class Compose:
     """Apply ``transforms`` in order: ``Compose([ToFloat(), Normalize(m, s)])``."""
 
     def __init__(self, transforms):
+        if not isinstance(transforms, (list, tuple)):
+            raise TypeError(f"Compose: transforms must be a list of callables, "
+                            f"got {checks.describe(transforms)}")
         self.transforms = list(transforms)
-        for t in self.transforms:
+        for i, t in enumerate(self.transforms):
             if not callable(t):
-                raise TypeError(f"Compose: every transform must be callable, got {t!r}")
+                raise TypeError(f"Compose: transforms[{i}] must be callable, "
+                                f"got {checks.describe(t)}")
 
     def __call__(self, x, rng=None):
         for t in self.transforms:
@@ -92,7 +98,15 @@ class ToFloat:
     ``ToTensor``). ``dtype`` defaults to :func:`minidl.default_dtype` (float32)."""
 
     def __init__(self, dtype=None):
-        self.dtype = None if dtype is None else np.dtype(dtype)
+        if dtype is not None:
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                raise TypeError(f"ToFloat: dtype must be float32 or float64, "
+                                f"got {checks.describe(dtype)}") from None
+            if dtype not in checks.FLOAT_DTYPES:
+                raise ValueError(f"ToFloat: dtype must be float32 or float64, got {dtype}")
+        self.dtype = dtype
 
     def __call__(self, x, rng=None):
         if x.dtype != np.uint8:
@@ -114,11 +128,8 @@ class Normalize:
     """
 
     def __init__(self, mean, std):
-        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
-        if self.mean.ndim != 1 or self.std.ndim != 1:
-            raise ValueError(f"Normalize: mean and std must be numbers or 1-d sequences, "
-                             f"got shapes {self.mean.shape} and {self.std.shape}")
+        self.mean = _per_channel("Normalize", "mean", mean)
+        self.std = _per_channel("Normalize", "std", std)
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
             raise ValueError(f"Normalize: mean has {len(self.mean)} values but std has "
                              f"{len(self.std)}")
@@ -176,14 +187,11 @@ class RandomCrop:
     """
 
     def __init__(self, size, padding=0, padding_mode="constant", fill=0):
-        self.size = _pair("RandomCrop", "size", size)
-        if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
-            raise ValueError(f"RandomCrop: padding must be a non-negative integer, got "
-                             f"{padding!r}")
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"RandomCrop: padding_mode must be one of {_PADDING_MODES}, got "
-                             f"{padding_mode!r}")
-        self.padding, self.padding_mode, self.fill = int(padding), padding_mode, fill
+        name = type(self).__name__
+        self.size = _pair(name, "size", size)
+        self.padding = checks.positive_int(padding, "padding", name, allow_zero=True)
+        self.padding_mode = checks.choice(padding_mode, "padding_mode", name, _PADDING_MODES)
+        self.fill = checks.real_number(fill, "fill", name)
 
     def __call__(self, x, rng):
         _check_batch(type(self).__name__, x)
@@ -216,10 +224,9 @@ class RandomTranslate(RandomCrop):
     to the input size after padding by ``max_shift``. Shape and dtype are kept."""
 
     def __init__(self, max_shift=2, padding_mode="reflect", fill=0):
-        _positive_int("RandomTranslate", "max_shift", max_shift)
-        super().__init__(1, padding=max_shift, padding_mode=padding_mode, fill=fill)
+        self.max_shift = checks.positive_int(max_shift, "max_shift", "RandomTranslate")
+        super().__init__(1, padding=self.max_shift, padding_mode=padding_mode, fill=fill)
         self.size = None  # crops back to each batch's own (H, W)
-        self.max_shift = int(max_shift)
 
     def __call__(self, x, rng):
         _check_batch("RandomTranslate", x)
@@ -233,7 +240,7 @@ class RandomHorizontalFlip:
     """Mirror each image left-right independently with probability ``p``."""
 
     def __init__(self, p=0.5):
-        self.p = _probability("RandomHorizontalFlip", p)
+        self.p = checks.real_number(p, "p", "RandomHorizontalFlip", 0.0, 1.0)
 
     def __call__(self, x, rng):
         _check_batch("RandomHorizontalFlip", x)
@@ -258,9 +265,10 @@ class AlternatingFlip:
     """
 
     def __init__(self, num_samples, seed=None):
-        self.num_samples = _positive_int("AlternatingFlip", "num_samples", num_samples)
+        self.num_samples = checks.positive_int(num_samples, "num_samples", "AlternatingFlip")
         if seed is None:
             seed = int(backend.rng().integers(2**63))
+        seed = checks.positive_int(seed, "seed", "AlternatingFlip", allow_zero=True)
         self.seed = seed
         self.flip_in_even_epochs = np.random.default_rng(seed).random(self.num_samples) < 0.5
         self._epoch = None
@@ -302,7 +310,7 @@ class Cutout:
 
     def __init__(self, size, fill=0):
         self.size = _pair("Cutout", "size", size)
-        self.fill = fill
+        self.fill = checks.real_number(fill, "fill", "Cutout")
 
     def __call__(self, x, rng):
         _check_batch("Cutout", x)

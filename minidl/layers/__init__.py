@@ -1,18 +1,16 @@
 """All layers. ``from minidl import layers as L``; ``L.Conv2d(3, 8, 3, padding=1)``."""
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .containers import Residual, Sequential
-from .conv import Conv2d, col2im, conv2d_naive, im2col
+from .conv import Conv2d, col2im, im2col
 from .dropout import Dropout
 from .linear import Linear
 from .normalization import BatchNorm1d, BatchNorm2d
-from .pooling import (AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d, avg_pool2d_naive,
-                      max_pool2d_naive)
+from .pooling import AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d
 from .reshape import Flatten, Identity
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "ELU", "Flatten", "GELU",
     "GlobalAvgPool2d", "GlobalMaxPool2d", "Identity", "LeakyReLU", "Linear", "MaxPool2d",
     "ReLU", "Residual",
-    "Sequential", "Sigmoid", "Softmax", "Tanh", "avg_pool2d_naive", "col2im", "conv2d_naive",
-    "im2col", "max_pool2d_naive",
+    "Sequential", "Sigmoid", "Softmax", "Tanh", "col2im", "im2col",
 ]

@@ -53,8 +53,14 @@ class Residual(Module):
     Backward sends dy through both paths and sums: ``dx = body'(dy) + shortcut'(dy)``.
     """
 
+    input_shape = "(N, ...)"
+
     def __init__(self, body, shortcut=None):
         super().__init__()
+        for label, module in (("body", body), ("shortcut", shortcut)):
+            if not isinstance(module, Module) and not (label == "shortcut" and module is None):
+                raise TypeError(f"Residual: {label} must be a Module, got "
+                                f"{type(module).__name__}")
         self.body = body
         self.shortcut = shortcut if shortcut is not None else Identity()
 
@@ -64,7 +70,6 @@ class Residual(Module):
         if y.shape != skip.shape:
             raise ValueError(f"Residual: body output {tuple(y.shape)} and shortcut output "
                              f"{tuple(skip.shape)} differ; give a projection shortcut")
-        self.save_for_backward(True)
         return y + skip
 
     def set_needs_input_grad(self, needed):

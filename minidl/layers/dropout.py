@@ -1,9 +1,7 @@
 """Inverted dropout."""
-import math
-
 from ..backend import get_array_module, rng
+from ..checks import real_number
 from ..module import Module
-from .activations import check_float_input
 
 
 class Dropout(Module):
@@ -14,18 +12,16 @@ class Dropout(Module):
     x and y: any shape ``(N, ...)``. The keep mask is drawn from
     :func:`minidl.backend.rng` for x's array module (so ``minidl.seed`` makes it
     reproducible) and cached as booleans. Gradient: ``dx = dy * mask / (1 - p)``.
+    Loop reference: :func:`minidl.naive.dropout_forward` / ``dropout_backward``.
     """
+
+    input_shape = "(N, ...)"
 
     def __init__(self, p=0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not (
-                math.isfinite(p) and 0 <= p < 1):
-            raise ValueError(f"Dropout: p (the drop probability) must be a number in [0, 1), "
-                             f"got {p!r}")
-        self.p = float(p)
+        self.p = real_number(p, "p (the drop probability)", "Dropout", 0, 1, high_open=True)
 
     def forward(self, x):
-        check_float_input(self, x)
         if not self.training or self.p == 0.0:
             self.save_for_backward(None)
             return x

@@ -12,9 +12,12 @@ output pixel ``(n, ho, wo)`` and columns ``(g, i, j, c)``; x and dx are NCHW.
   result is deterministic and needs no atomics (a scatter, one thread per column
   entry adding into its pixel, would need ``atomicAdd`` and sum in a random order).
 
-CuPy is never imported here: the kernels are built from the ``xp`` module the caller
-passes (the array module of its data), on first use, and cached.
+CuPy is never imported here: the kernels are built from the array module of the data
+(``get_array_module``), on first use, and cached. The remaining functions mirror
+:mod:`minidl.layers.cpu_kernels`: on the GPU, CuPy's memory pool already reuses memory
+and copies already run in parallel, so they are plain array operations.
 """
+from ..backend import get_array_module
 
 _GEOMETRY = ("int64 C, int64 H, int64 W, int64 out_h, int64 out_w, int64 kh, int64 kw, "
              "int64 sh, int64 sw, int64 ph, int64 pw, int64 dh, int64 dw, int64 groups")
@@ -86,8 +89,29 @@ def _geometry(channels, height, width, out_hw, kernel_size, stride, padding, dil
             *dilation, groups)
 
 
-def im2col(xp, x, kernel_size, stride, padding, dilation, groups, out_hw, out):
+def scratch(like, role, shape):
+    """A short-lived buffer of ``like``'s dtype: a fresh array from CuPy's memory pool."""
+    return get_array_module(like).empty(shape, dtype=like.dtype)
+
+
+def copy_batched(dst, src):
+    """``dst[...] = src``: one CuPy assignment."""
+    dst[...] = src
+    return dst
+
+
+def rows_to_nchw(rows, shape, bias):
+    """GEMM rows ``(N*H*W, C)`` (NHWC order) to a new NCHW array, bias added."""
+    n, c, h, w = shape
+    source = rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    if bias is None:
+        return get_array_module(rows).ascontiguousarray(source)
+    return source + bias.reshape(c, 1, 1)
+
+
+def im2col(x, kernel_size, stride, padding, dilation, groups, out_hw, out):
     """Fill ``out`` (N*H_out*W_out, C*kh*kw) with the windows of NCHW ``x``; returns out."""
+    xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     _, channels, height, width = x.shape
     kernel(xp, "minidl_im2col")(x, *_geometry(channels, height, width, out_hw, kernel_size,
@@ -95,8 +119,9 @@ def im2col(xp, x, kernel_size, stride, padding, dilation, groups, out_hw, out):
     return out
 
 
-def col2im(xp, cols, x_shape, kernel_size, stride, padding, dilation, groups, out_hw):
+def col2im(cols, x_shape, kernel_size, stride, padding, dilation, groups, out_hw):
     """Sum the column entries back into a new NCHW array of shape ``x_shape``."""
+    xp = get_array_module(cols)
     cols = xp.ascontiguousarray(cols)
     _, channels, height, width = x_shape
     dx = xp.empty(x_shape, dtype=cols.dtype)

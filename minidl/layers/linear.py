@@ -1,18 +1,26 @@
 """Fully connected layer."""
 from .. import init as initializers
-from ..module import Module, Param, positive_int
+from ..checks import positive_int
+from ..module import Module, Param
 
 
 class Linear(Module):
     """``y = x @ W + b``.
 
-    Shapes: x ``(N, in_features)``, W ``(in_features, out_features)``, b ``(out_features,)``,
-    y ``(N, out_features)``. Caches x for backward.
-    Gradients: ``dW = x.T @ dy``, ``db = sum_n dy``, ``dx = dy @ W.T`` (None when
+    Shapes: x ``(..., in_features)`` (any leading axes, as in PyTorch; typically
+    ``(N, in_features)``), W ``(in_features, out_features)``, b ``(out_features,)``,
+    y ``(..., out_features)``. Caches x for backward. With the leading axes flattened
+    into rows (``X``: ``(rows, in_features)``), the gradients are
+    ``dW = X.T @ dY``, ``db = sum over rows of dY``, ``dx = dy @ W.T`` (None when
     ``needs_input_grad`` is off, see :meth:`Module.set_needs_input_grad`).
     ``init`` names an initialiser from :mod:`minidl.init` or is a callable
     ``f(shape, dtype)``; default ``"torch_default"``.
+    Loop reference: :func:`minidl.naive.linear_forward` / ``linear_backward``.
     """
+
+    input_shape = "(..., in_features)"
+    input_size = "in_features"
+    input_axis = -1
 
     def __init__(self, in_features, out_features, bias=True, init="torch_default"):
         super().__init__()
@@ -22,7 +30,6 @@ class Linear(Module):
         self.bias = Param(initializers.zeros((self.out_features,))) if bias else None
 
     def forward(self, x):
-        self.check_input(x, "(N, in_features)", channels=self.in_features, what="features")
         self.save_for_backward(x)
         y = x @ self.weight.data
         if self.bias is not None:
@@ -31,9 +38,10 @@ class Linear(Module):
 
     def backward(self, dy):
         x = self.saved_for_backward(dy)
-        self.weight.grad += x.T @ dy
+        x_rows, dy_rows = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
+        self.weight.grad += x_rows.T @ dy_rows
         if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)
+            self.bias.grad += dy_rows.sum(axis=0)
         return dy @ self.weight.data.T if self.needs_input_grad else None
 
     def macs(self, input_shape, output_shape):

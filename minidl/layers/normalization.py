@@ -15,8 +15,9 @@ running variance, exactly as in PyTorch).
 import math
 
 from .. import init as initializers
-from ..backend import device_of, get_array_module
-from ..module import Module, Param, positive_int
+from ..backend import get_array_module
+from ..checks import boolean, positive_int, real_number
+from ..module import Module, Param
 
 
 class _BatchNorm(Module):
@@ -28,91 +29,83 @@ class _BatchNorm(Module):
         dbias   = sum(dy)                   dweight = sum(dy * xhat)
         train:  dx = weight * inv_std / m * (m * dy - dbias - xhat * dweight)
         eval:   dx = weight * inv_std * dy   (mean and var are constants)
+
+    The train-mode dx is the closed form of backpropagating through the graph
+    x -> mean -> x - mean -> var -> inv_std -> xhat step by step; both are written out
+    in :func:`minidl.naive.batch_norm_backward` and ``batch_norm_backward_alt``.
     """
 
-    expected_shape = None  # "(N, C)" or "(N, C, H, W)", set by subclasses
+    input_size = "num_features"  # input_shape is set by the subclasses
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, weight=True):
         super().__init__()
         name = type(self).__name__
-        num_features = positive_int(num_features, "num_features", name)
-        if not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"{name}: eps must be a positive finite number, got {eps!r}")
-        if not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-            raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")
-        self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = float(momentum)
-        self.affine = bool(affine)
-        self.learn_scale = bool(affine and weight)
+        self.num_features = positive_int(num_features, "num_features", name)
+        self.eps = real_number(eps, "eps", name, low=0, low_open=True)
+        self.momentum = real_number(momentum, "momentum", name, low=0, high=1)
+        self.affine = boolean(affine, "affine", name)
+        self.learn_scale = boolean(weight, "weight", name) and self.affine
         self.weight = Param(initializers.ones((self.num_features,))) if self.learn_scale else None
         self.bias = Param(initializers.zeros((self.num_features,))) if self.affine else None
         self.register_buffer("running_mean", initializers.zeros((self.num_features,)))
         self.register_buffer("running_var", initializers.ones((self.num_features,)))
 
-    def _check(self, x):
-        name = type(self).__name__
-        self.check_input(x, self.expected_shape, channels=self.num_features, channel_axis=1)
-        if device_of(self.running_mean) != device_of(x):
-            raise ValueError(f"{name}: input is on {device_of(x)} but the running statistics are "
-                             f"on {device_of(self.running_mean)}; use "
-                             f"model.to({device_of(x)!r}) or minidl.to_device(x)")
-
     def forward(self, x):
-        self._check(x)
         xp = get_array_module(x)
-        axes = (0,) + tuple(range(2, x.ndim))
+        axes = (0,) + tuple(range(2, x.ndim))                  # every axis but the channels
         per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)
-        if self.training:
-            count = x.size // self.num_features
-            if count < 2:
-                raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
-                                 f"when training, got input of shape {tuple(x.shape)}; use a "
-                                 "batch of 2 or more, or call .eval()")
+        batch_statistics = self.training and x.shape[0] > 0  # an empty batch has none
+        if batch_statistics:
             mean = x.mean(axis=axes, keepdims=True)
             xhat = x - mean
-            # Two-pass variance (of the centred values): no cancellation in float32.
-            var = xp.square(xhat).mean(axis=axes, keepdims=True)
+            var = xp.square(xhat).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
             inv_std = 1.0 / xp.sqrt(var + self.eps)
             xhat *= inv_std
-            # Updated in place through local names (``self.buf *= a`` would re-assign the
-            # attribute), so the buffers keep their identity, device and dtype.
-            running_mean, running_var = self.running_mean, self.running_var
-            running_mean *= 1.0 - self.momentum
-            running_mean += self.momentum * mean.reshape(-1)
-            running_var *= 1.0 - self.momentum
-            running_var += (self.momentum * count / (count - 1)) * var.reshape(-1)
+            self._update_running_statistics(mean, var, x.shape)
         else:
             inv_std = (1.0 / xp.sqrt(self.running_var + self.eps)).reshape(per_channel)
             xhat = (x - self.running_mean.reshape(per_channel)) * inv_std
-        self.save_for_backward(xhat, inv_std, self.training)
+        self.save_for_backward(xhat, inv_std, batch_statistics)
         y = xhat * self.weight.data.reshape(per_channel) if self.weight is not None else xhat.copy()
         if self.bias is not None:
             y += self.bias.data.reshape(per_channel)
         return y
 
     def backward(self, dy):
-        xhat, inv_std, was_training = self.saved_for_backward(dy)
+        xhat, inv_std, batch_statistics = self.saved_for_backward(dy)
         axes = (0,) + tuple(range(2, dy.ndim))
-        per_channel = inv_std.shape
         dbias = dy.sum(axis=axes)
         dweight = (dy * xhat).sum(axis=axes)
+        scale = inv_std
         if self.bias is not None:
             self.bias.grad += dbias
         if self.weight is not None:
             self.weight.grad += dweight
-            scale = inv_std * self.weight.data.reshape(per_channel)
-        else:
-            scale = inv_std
-        if not was_training:
+            scale = inv_std * self.weight.data.reshape(inv_std.shape)
+        if not batch_statistics:
             return dy * scale
         count = dy.size // self.num_features
         # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)), built in one buffer.
-        dx = xhat * (dweight.reshape(per_channel) * (-1.0 / count))
+        dx = xhat * (dweight.reshape(inv_std.shape) * (-1.0 / count))
         dx += dy
-        dx -= dbias.reshape(per_channel) * (1.0 / count)
+        dx -= dbias.reshape(inv_std.shape) * (1.0 / count)
         dx *= scale
         return dx
+
+    def _update_running_statistics(self, mean, var, x_shape):
+        """running = (1 - momentum) running + momentum batch; the variance unbiased (m/(m-1))."""
+        count = math.prod(x_shape) // self.num_features
+        if count < 2:
+            raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
+                             f"when training, got input of shape {tuple(x_shape)}; use a batch "
+                             "of 2 or more, or call .eval()")
+        # Updated in place through local names (``self.buf *= a`` would re-assign the
+        # attribute), so the buffers keep their identity, device and dtype.
+        running_mean, running_var = self.running_mean, self.running_var
+        running_mean *= 1.0 - self.momentum
+        running_mean += self.momentum * mean.reshape(-1)
+        running_var *= 1.0 - self.momentum
+        running_var += (self.momentum * count / (count - 1)) * var.reshape(-1)
 
     def extra_repr(self):
         scale = "" if self.learn_scale or not self.affine else ", weight=False"
@@ -130,7 +123,7 @@ class BatchNorm1d(_BatchNorm):
     Train mode needs N >= 2 (ValueError otherwise, like PyTorch).
     """
 
-    expected_shape = "(N, C)"
+    input_shape = "(N, C)"
 
 
 class BatchNorm2d(_BatchNorm):
@@ -144,7 +137,7 @@ class BatchNorm2d(_BatchNorm):
     Train mode needs N * H * W >= 2 (ValueError otherwise, like PyTorch).
     """
 
-    expected_shape = "(N, C, H, W)"
+    input_shape = "(N, C, H, W)"
 
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]

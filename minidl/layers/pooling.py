@@ -1,4 +1,4 @@
-"""Pooling: MaxPool2d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d; loop versions for teaching.
+"""Pooling: MaxPool2d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d.
 
 All take NCHW input ``(N, C, H, W)`` and pool each channel separately; the output is
 ``(N, C, H_out, W_out)`` with ``H_out = floor((H + 2p - k) / s) + 1`` (PyTorch's
@@ -14,45 +14,22 @@ so max-pooling is a running maximum over ``kh * kw`` slices, and average pooling
 running sum. Backward adds each output gradient into the same slices. When
 ``stride == kernel_size`` and there is no padding, the windows tile the input, the
 slices are disjoint views of ``x`` itself, and backward writes instead of adding.
+Loop references: :mod:`minidl.naive` (``max_pool2d_forward``, ``avg_pool2d_forward``
+and their backwards).
 """
+
 import numpy as np
 
 from ..backend import get_array_module
 from ..module import Module
-from .conv import pair
-
-
-def _pool_geometry(owner, x_shape, kernel_size, stride, padding):
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    height, width = x_shape[2], x_shape[3]
-    out_h = (height + 2 * ph - kh) // sh + 1
-    out_w = (width + 2 * pw - kw) // sw + 1
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"{owner}: input of spatial size {height}x{width} with padding "
-                         f"({ph}, {pw}) is smaller than the kernel {kh}x{kw}")
-    return out_h, out_w
-
-
-def _offset_slice(array, i, j, out_hw, stride):
-    """The strided slice of ``array`` (N, C, H, W) that window offset (i, j) reads."""
-    (out_h, out_w), (sh, sw) = out_hw, stride
-    return array[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-
-
-def _padded(x, padding, fill):
-    """x with a border of ``fill`` (a new array), or x itself without padding."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
+from . import kernels
+from .geometry import conv_geometry, offset_slice, pair
 
 
 class _Pool2d(Module):
     """Shared argument handling of MaxPool2d and AvgPool2d."""
+
+    input_shape = "(N, C, H, W)"
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -65,39 +42,14 @@ class _Pool2d(Module):
                              f"size {self.kernel_size} (as in PyTorch), or some windows would "
                              "see only padding")
 
-    @property
-    def _tiles(self):
-        """True when the windows tile the input: stride == kernel and no padding."""
-        return self.stride == self.kernel_size and self.padding == (0, 0)
-
-    def _geometry(self, x):
-        self.check_input(x, "(N, C, H, W)")
-        return _pool_geometry(type(self).__name__, x.shape, self.kernel_size, self.stride,
-                              self.padding)
-
-    def _scatter(self, x_shape, out_hw, gradient_at):
-        """dx from per-offset gradients: ``dx_pad[slice_ij] += gradient_at(k)``, k = i*kw + j."""
-        n, c, h, w = x_shape
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if self._tiles:  # disjoint slices: write each once, zero only the uncovered border
-            first = gradient_at(0)
-            xp = get_array_module(first)
-            dx = xp.empty(x_shape, dtype=first.dtype)
-            covered_h, covered_w = out_hw[0] * kh, out_hw[1] * kw
-            if covered_h < h or covered_w < w:
-                dx[:, :, covered_h:] = 0
-                dx[:, :, :, covered_w:] = 0
-            for k in range(kh * kw):
-                _offset_slice(dx, k // kw, k % kw, out_hw, self.stride)[...] = \
-                    first if k == 0 else gradient_at(k)
-            return dx
-        first = gradient_at(0)
-        xp = get_array_module(first)
-        dx_pad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=first.dtype)
-        for k in range(kh * kw):
-            _offset_slice(dx_pad, k // kw, k % kw, out_hw, self.stride)[...] += \
-                first if k == 0 else gradient_at(k)
-        return xp.ascontiguousarray(dx_pad[:, :, ph:ph + h, pw:pw + w])
+    def _window_slices(self, x, fill):
+        """The output size and the kh*kw strided slices of padded x, one per window offset."""
+        out_hw = conv_geometry(x.shape, self.kernel_size, self.stride, self.padding,
+                               owner=type(self).__name__)
+        source = kernels.pad(x, self.padding, fill)
+        kh, kw = self.kernel_size
+        return out_hw, [offset_slice(source, i, j, out_hw, self.stride)
+                        for i in range(kh) for j in range(kw)]
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -117,32 +69,17 @@ class MaxPool2d(_Pool2d):
             raise ValueError(f"MaxPool2d: kernel {self.kernel_size} has more than 255 entries")
 
     def forward(self, x):
-        out_hw = self._geometry(x)
-        xp = get_array_module(x)
-        (kh, kw) = self.kernel_size
-        source = _padded(x, self.padding, -np.inf)
-        slices = [_offset_slice(source, k // kw, k % kw, out_hw, self.stride)
-                  for k in range(kh * kw)]
-        y = xp.array(slices[0])
-        for candidate in slices[1:]:
-            xp.maximum(y, candidate, out=y)
-        # The winner of each window is the first offset that attains the maximum. Scanning
-        # the offsets backwards, winner <- k wherever slice k equals the maximum; written as
-        # uint8 arithmetic (winner += eq * (k - winner), exact modulo 256) because masked
-        # copies (np.copyto(..., where=)) are ten times slower than these elementwise ops.
-        winner = xp.zeros(y.shape, dtype=np.uint8)
-        equal = xp.empty(y.shape, dtype=bool)
-        for k in range(kh * kw - 1, -1, -1):
-            xp.equal(slices[k], y, out=equal)
-            step = k - winner
-            step *= equal
-            winner += step
+        out_hw, slices = self._window_slices(x, fill=-np.inf)
+        y, winner = kernels.max_and_first_argmax(slices)
         self.save_for_backward(winner, tuple(x.shape), out_hw)
         return y
 
     def backward(self, dy):
         winner, x_shape, out_hw = self.saved_for_backward(dy)
-        return self._scatter(x_shape, out_hw, lambda k: (winner == k) * dy)
+        offsets = range(self.kernel_size[0] * self.kernel_size[1])
+        per_offset = ((winner == k) * dy for k in offsets)  # dy where offset k won, else 0
+        return kernels.add_into_windows(per_offset, x_shape, out_hw, self.kernel_size,
+                                        self.stride, self.padding)
 
 
 class AvgPool2d(_Pool2d):
@@ -154,20 +91,20 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x):
-        out_hw = self._geometry(x)
-        (kh, kw) = self.kernel_size
-        source = _padded(x, self.padding, 0)
-        y = get_array_module(x).array(_offset_slice(source, 0, 0, out_hw, self.stride))
-        for k in range(1, kh * kw):
-            y += _offset_slice(source, k // kw, k % kw, out_hw, self.stride)
-        y *= 1.0 / (kh * kw)
+        out_hw, slices = self._window_slices(x, fill=0.0)
+        y = get_array_module(x).array(slices[0])
+        for window_entry in slices[1:]:
+            y += window_entry
+        y *= 1.0 / len(slices)
         self.save_for_backward(tuple(x.shape), out_hw)
         return y
 
     def backward(self, dy):
         x_shape, out_hw = self.saved_for_backward(dy)
-        share = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
-        return self._scatter(x_shape, out_hw, lambda k: share)
+        window = self.kernel_size[0] * self.kernel_size[1]
+        share = dy * (1.0 / window)
+        return kernels.add_into_windows([share] * window, x_shape, out_hw, self.kernel_size,
+                                        self.stride, self.padding)
 
 
 class GlobalAvgPool2d(Module):
@@ -176,46 +113,17 @@ class GlobalAvgPool2d(Module):
     Caches the input shape. Gradient: ``dx[n, c, h, w] = dy[n, c] / (H * W)``.
     """
 
+    input_shape = "(N, C, H, W)"
+
     def forward(self, x):
-        self.check_input(x, "(N, C, H, W)")
         self.save_for_backward(tuple(x.shape))
         return x.mean(axis=(2, 3))
 
     def backward(self, dy):
         x_shape = self.saved_for_backward(dy)
-        xp = get_array_module(dy)
-        dx = xp.empty(x_shape, dtype=dy.dtype)
+        dx = get_array_module(dy).empty(x_shape, dtype=dy.dtype)
         dx[...] = (dy * (1.0 / (x_shape[2] * x_shape[3])))[:, :, None, None]
         return dx
-
-
-# --------------------------------------------------------------------------- naive reference
-def _naive_pool(x, kernel_size, stride, padding, fill, reduce):
-    xp = get_array_module(x)
-    kernel_size = pair(kernel_size, "kernel_size", "pool2d_naive")
-    stride = pair(stride if stride is not None else kernel_size, "stride", "pool2d_naive")
-    padding = pair(padding, "padding", "pool2d_naive", allow_zero=True)
-    out_h, out_w = _pool_geometry("pool2d_naive", x.shape, kernel_size, stride, padding)
-    (kh, kw), (sh, sw) = kernel_size, stride
-    x_pad = _padded(x, padding, fill)
-    y = xp.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
-    for ho in range(out_h):
-        for wo in range(out_w):
-            window = x_pad[:, :, ho * sh:ho * sh + kh, wo * sw:wo * sw + kw]
-            y[:, :, ho, wo] = reduce(window)
-    return y
-
-
-def max_pool2d_naive(x, kernel_size, stride=None, padding=0):
-    """Max-pooling as a loop over output pixels (padding counts as -inf). For teaching/tests."""
-    return _naive_pool(x, kernel_size, stride, padding, -np.inf,
-                       lambda window: window.max(axis=(2, 3)))
-
-
-def avg_pool2d_naive(x, kernel_size, stride=None, padding=0):
-    """Average pooling as a loop over output pixels (zero padding counted). For teaching/tests."""
-    return _naive_pool(x, kernel_size, stride, padding, 0,
-                       lambda window: window.sum(axis=(2, 3)) / (window.shape[2] * window.shape[3]))
 
 
 class GlobalMaxPool2d(Module):
@@ -227,8 +135,9 @@ class GlobalMaxPool2d(Module):
     (the head of the fast CIFAR nets in :mod:`minidl.models.fast`).
     """
 
+    input_shape = "(N, C, H, W)"
+
     def forward(self, x):
-        self.check_input(x, "(N, C, H, W)")
         xp = get_array_module(x)
         n, c, h, w = x.shape
         flat = x.reshape(n, c, h * w)
@@ -244,5 +153,4 @@ class GlobalMaxPool2d(Module):
         return (is_max * dy[:, :, None]).reshape(shape)  # bool * float keeps the float dtype
 
 
-__all__ = ["AvgPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "MaxPool2d", "avg_pool2d_naive",
-           "max_pool2d_naive"]
+__all__ = ["AvgPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "MaxPool2d"]

@@ -6,6 +6,7 @@ Each builder returns a Module; ``model.summary(input_shape)`` prints its layers:
     net = models.resnet18(num_classes=10)          # CIFAR stem: 11,173,962 parameters
     net.summary((3, 32, 32))
 
+- Shared (:mod:`.blocks`): :data:`ACTIVATIONS`, :func:`make_activation`.
 - MNIST (:mod:`.mlp`): :func:`mlp`, :func:`mnist_cnn` (570,436 parameters), :func:`tiny_cnn`.
 - ResNets (:mod:`.resnet`): :class:`BasicBlock`, :class:`Bottleneck`, :func:`resnet18`,
   :func:`resnet34`, :func:`resnet50`, :func:`resnet101`, :func:`custom_resnet`.
@@ -13,9 +14,10 @@ Each builder returns a Module; ``model.summary(input_shape)`` prints its layers:
 - Fast CIFAR nets (:mod:`.fast`): :func:`resnet9`, :func:`airbench` with
   :func:`whitening_init`, and the glue layer :class:`Scale`.
 """
+from .blocks import ACTIVATIONS, make_activation
 from .fast import (Airbench, ConvGroup, ResNet9, Scale, airbench, dirac_init, resnet9,
                    whitening_init)
-from .mlp import ACTIVATIONS, make_activation, mlp, mnist_cnn, tiny_cnn
+from .mlp import mlp, mnist_cnn, tiny_cnn
 from .resnet import (BasicBlock, Bottleneck, ResNet, custom_resnet, resnet18, resnet34, resnet50,
                      resnet101)
 from .vgg import VGG_A, vgg11

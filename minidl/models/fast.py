@@ -12,11 +12,10 @@ The heads' fixed logit scaling, :class:`Scale`, lives here too; their global max
 """
 import numpy as np
 
-from .. import backend
+from .. import backend, checks
 from .. import layers as L
 from ..layers import GlobalMaxPool2d
 from ..module import Module
-from .mlp import _check_positive_int
 
 
 class Scale(Module):
@@ -27,19 +26,19 @@ class Scale(Module):
     The multiplier is a Python float, so float32 stays float32.
     """
 
+    input_shape = "(N, ...)"
+
     def __init__(self, multiplier):
         super().__init__()
-        if not np.isfinite(multiplier) or multiplier == 0:
-            raise ValueError(f"Scale: multiplier must be a finite non-zero number, "
-                             f"got {multiplier!r}")
-        self.multiplier = float(multiplier)
+        self.multiplier = checks.real_number(multiplier, "multiplier", "Scale")
+        if self.multiplier == 0:
+            raise ValueError("Scale: multiplier must be a non-zero real number, got 0")
 
     def forward(self, x):
-        self.save_for_backward(True)
         return x * self.multiplier
 
     def backward(self, dy):
-        self.saved_for_backward(dy)
+        self.saved_for_backward(dy)  # nothing saved: this checks dy and that forward ran
         return dy * self.multiplier
 
     def extra_repr(self):
@@ -68,8 +67,8 @@ class ResNet9(L.Sequential):
 
     def __init__(self, num_classes=10, width=64, head_scale=0.125):
         super().__init__()
-        num_classes = _check_positive_int("ResNet9", "num_classes", num_classes)
-        width = _check_positive_int("ResNet9", "width", width)
+        num_classes = checks.positive_int(num_classes, "num_classes", "ResNet9")
+        width = checks.positive_int(width, "width", "ResNet9")
         w1, w2, w3, w4 = width, 2 * width, 4 * width, 8 * width
 
         def residual(channels):
@@ -150,8 +149,8 @@ class Airbench(L.Sequential):
 
     def __init__(self, num_classes=10, widths=(64, 256, 256), bn_momentum=0.4, bn_eps=1e-12):
         super().__init__()
-        num_classes = _check_positive_int("Airbench", "num_classes", num_classes)
-        widths = [_check_positive_int("Airbench", f"widths[{i}]", w) for i, w in enumerate(widths)]
+        num_classes = checks.positive_int(num_classes, "num_classes", "Airbench")
+        widths = [checks.positive_int(w, f"widths[{i}]", "Airbench") for i, w in enumerate(widths)]
         if len(widths) != 3:
             raise ValueError(f"Airbench: widths must give 3 block widths, got {widths!r}")
         whiten_channels = 2 * 3 * 2 * 2  # +/- each eigenvector of the 12-dim patch covariance

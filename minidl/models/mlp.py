@@ -1,43 +1,11 @@
 """Small MNIST models: the MLP, the 570k-parameter CNN and a ~2k-parameter CNN.
 
 Each builder returns a :class:`~minidl.layers.Sequential`, so ``model.summary((1, 28, 28))``
-prints one row per layer. Also here: :func:`make_activation`, the name -> layer factory the
-other model builders share.
+prints one row per layer.
 """
+from .. import checks
 from .. import layers as L
-from ..module import positive_int
-
-#: Activation names accepted by every model builder, with their layer constructors.
-ACTIVATIONS = {
-    "relu": lambda: L.ReLU(),
-    "leaky_relu": lambda: L.LeakyReLU(0.01),
-    "elu": lambda: L.ELU(1.0),
-    "gelu": lambda: L.GELU(),
-    "tanh": lambda: L.Tanh(),
-    "sigmoid": lambda: L.Sigmoid(),
-}
-
-
-def make_activation(name):
-    """A new activation layer from its name ("relu", "leaky_relu", "elu", "gelu", ...).
-
-    Every call returns a fresh layer: a layer caches its own forward input for
-    backward, so one instance must never be used twice in a network.
-    """
-    if name not in ACTIVATIONS:
-        raise ValueError(f"make_activation: unknown name {name!r}; "
-                         f"choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
-
-
-def _check_positive_int(owner, label, value):
-    return positive_int(value, label, owner)
-
-
-def _check_probability(owner, value):
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: dropout must be in [0, 1), got {value!r}")
-    return float(value)
+from .blocks import make_activation
 
 
 def mlp(sizes, activation="relu", init="glorot_uniform", dropout=0.0):
@@ -48,12 +16,13 @@ def mlp(sizes, activation="relu", init="glorot_uniform", dropout=0.0):
     ``Linear -> activation [-> Dropout(dropout)]``; the last Linear has no activation.
     ``init`` is the weight initialiser of every Linear (biases start at zero).
     """
-    sizes = list(sizes)
+    if not isinstance(sizes, (list, tuple)):
+        raise TypeError(f"mlp: sizes must be a list of layer sizes, got {checks.describe(sizes)}")
     if len(sizes) < 2:
         raise ValueError(f"mlp: sizes needs at least an input and an output size, got {sizes!r}")
-    sizes = [_check_positive_int("mlp", f"sizes[{i}]", s) for i, s in enumerate(sizes)]
-    dropout = _check_probability("mlp", dropout)
-    make_activation(activation)  # fail early on an unknown name
+    sizes = [checks.positive_int(s, f"sizes[{i}]", "mlp") for i, s in enumerate(sizes)]
+    dropout = checks.real_number(dropout, "dropout", "mlp", 0.0, 1.0, high_open=True)
+    make_activation(activation, "mlp")  # fail early on an unknown name
     layers = [L.Flatten()]
     for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(L.Linear(fan_in, fan_out, init=init))
@@ -78,7 +47,7 @@ def mnist_cnn(num_classes=10):
 
     Every conv and the hidden Linear are followed by ReLU.
     """
-    num_classes = _check_positive_int("mnist_cnn", "num_classes", num_classes)
+    num_classes = checks.positive_int(num_classes, "num_classes", "mnist_cnn")
     return L.Sequential(
         L.Conv2d(1, 18, 3, padding=1), L.ReLU(),
         L.Conv2d(18, 36, 3, padding=1), L.ReLU(), L.MaxPool2d(2),
@@ -98,7 +67,7 @@ def tiny_cnn(num_classes=10):
     BatchNorm that follows subtracts the mean, which would cancel it. Input ``(N, 1, H, W)``
     of any size (28x28 for MNIST) thanks to the global pooling.
     """
-    num_classes = _check_positive_int("tiny_cnn", "num_classes", num_classes)
+    num_classes = checks.positive_int(num_classes, "num_classes", "tiny_cnn")
 
     def conv_bn_relu(in_channels, out_channels):
         return [L.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -113,4 +82,4 @@ def tiny_cnn(num_classes=10):
     )
 
 
-__all__ = ["ACTIVATIONS", "make_activation", "mlp", "mnist_cnn", "tiny_cnn"]
+__all__ = ["mlp", "mnist_cnn", "tiny_cnn"]

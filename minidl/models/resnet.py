@@ -7,9 +7,10 @@ PyTorch one key by key (minidl's Linear weight is ``(in, out)``: the transpose o
 Parameter counts equal torchvision's: ResNet-18 with 1000 classes has 11,689,512; with
 the CIFAR stem (3x3 conv, stride 1, no max-pool) and 10 classes it has 11,173,962.
 """
+from .. import checks
 from .. import layers as L
 from ..module import Module
-from .mlp import _check_positive_int, _check_probability, make_activation
+from .blocks import make_activation
 
 
 def conv3x3(in_channels, out_channels, stride=1):
@@ -32,12 +33,13 @@ class _ResidualBlock(Module):
 
     ``body`` is the chain of child modules named in ``self.body_names``; ``downsample`` is
     the projection shortcut, or None for the identity. Nothing is cached here: each
-    child caches what its own backward needs (the block saves only a marker, so a
-    backward without a forward fails with a clear message naming the block).
+    child caches what its own backward needs (``saved_for_backward(dy)`` still checks
+    ``dy``, and fails with a clear message naming the block without a forward).
     Backward: ``d = act'(dy)``, then ``dx = body'(d) + shortcut'(d)`` (the sum rule of
     :class:`~minidl.layers.Residual`; identity shortcut: ``shortcut'(d) = d``).
     """
 
+    input_shape = "(N, C, H, W)"
     body_names = ()
 
     def _body(self):
@@ -48,7 +50,6 @@ class _ResidualBlock(Module):
         for layer in self._body():
             out = layer(out)
         skip = x if self.downsample is None else self.downsample(x)
-        self.save_for_backward(True)
         return self.act_out(out + skip)
 
     def backward(self, dy):
@@ -73,12 +74,12 @@ class BasicBlock(_ResidualBlock):
 
     def __init__(self, in_channels, channels, stride=1, activation="relu"):
         super().__init__()
-        in_channels = _check_positive_int("BasicBlock", "in_channels", in_channels)
-        channels = _check_positive_int("BasicBlock", "channels", channels)
-        stride = _check_positive_int("BasicBlock", "stride", stride)
+        in_channels = checks.positive_int(in_channels, "in_channels", "BasicBlock")
+        channels = checks.positive_int(channels, "channels", "BasicBlock")
+        stride = checks.positive_int(stride, "stride", "BasicBlock")
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = L.BatchNorm2d(channels)
-        self.act1 = make_activation(activation)
+        self.act1 = make_activation(activation, type(self).__name__)
         self.conv2 = conv3x3(channels, channels)
         self.bn2 = L.BatchNorm2d(channels)
         needs_projection = stride != 1 or in_channels != channels
@@ -99,13 +100,13 @@ class Bottleneck(_ResidualBlock):
 
     def __init__(self, in_channels, channels, stride=1, activation="relu"):
         super().__init__()
-        in_channels = _check_positive_int("Bottleneck", "in_channels", in_channels)
-        channels = _check_positive_int("Bottleneck", "channels", channels)
-        stride = _check_positive_int("Bottleneck", "stride", stride)
+        in_channels = checks.positive_int(in_channels, "in_channels", "Bottleneck")
+        channels = checks.positive_int(channels, "channels", "Bottleneck")
+        stride = checks.positive_int(stride, "stride", "Bottleneck")
         out_channels = channels * self.expansion
         self.conv1 = conv1x1(in_channels, channels)
         self.bn1 = L.BatchNorm2d(channels)
-        self.act1 = make_activation(activation)
+        self.act1 = make_activation(activation, type(self).__name__)
         self.conv2 = conv3x3(channels, channels, stride)
         self.bn2 = L.BatchNorm2d(channels)
         self.act2 = make_activation(activation)
@@ -138,20 +139,21 @@ class ResNet(L.Sequential):
         super().__init__()
         if block not in (BasicBlock, Bottleneck):
             raise ValueError(f"ResNet: block must be BasicBlock or Bottleneck, got {block!r}")
-        layers = [_check_positive_int("ResNet", f"layers[{i}]", n) for i, n in enumerate(layers)]
+        layers = [checks.positive_int(n, f"layers[{i}]", "ResNet") for i, n in enumerate(layers)]
         if len(layers) != 4:
             raise ValueError(f"ResNet: layers must give 4 stage lengths, got {layers!r}")
-        num_classes = _check_positive_int("ResNet", "num_classes", num_classes)
-        width = _check_positive_int("ResNet", "width", width)
-        dropout = _check_probability("ResNet", dropout)
-        make_activation(activation)  # fail early on an unknown name
+        num_classes = checks.positive_int(num_classes, "num_classes", "ResNet")
+        width = checks.positive_int(width, "width", "ResNet")
+        cifar_stem = checks.boolean(cifar_stem, "cifar_stem", "ResNet")
+        dropout = checks.real_number(dropout, "dropout", "ResNet", 0.0, 1.0, high_open=True)
+        make_activation(activation, "ResNet")  # fail early on an unknown name
 
         if cifar_stem:
             self.conv1 = conv3x3(3, width)
         else:
             self.conv1 = L.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = L.BatchNorm2d(width)
-        self.act1 = make_activation(activation)
+        self.act1 = make_activation(activation, type(self).__name__)
         if not cifar_stem:
             self.maxpool = L.MaxPool2d(3, stride=2, padding=1)
 
@@ -207,8 +209,10 @@ def custom_resnet(num_classes=10, use_bn=True, use_relu=True, width=64):
     redundant); ``use_relu=False`` makes every activation the identity (a linear network
     apart from the max-pools), the ablations of the report.
     """
-    num_classes = _check_positive_int("custom_resnet", "num_classes", num_classes)
-    width = _check_positive_int("custom_resnet", "width", width)
+    num_classes = checks.positive_int(num_classes, "num_classes", "custom_resnet")
+    width = checks.positive_int(width, "width", "custom_resnet")
+    use_bn = checks.boolean(use_bn, "use_bn", "custom_resnet")
+    use_relu = checks.boolean(use_relu, "use_relu", "custom_resnet")
     w1, w2, w4, w8, w16 = width, 2 * width, 4 * width, 8 * width, 16 * width
 
     def norm2d(channels):

@@ -1,6 +1,6 @@
 """VGG-A (VGG-11) for 32x32 images, with or without BatchNorm (the BN study of the issue)."""
+from .. import checks
 from .. import layers as L
-from .mlp import _check_positive_int, _check_probability
 
 #: Configuration "A" of Simonyan & Zisserman (2015): conv widths, "M" = 2x2 max-pool.
 VGG_A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
@@ -29,11 +29,12 @@ def vgg11(num_classes=10, batch_norm=True, hidden=512, dropout=0.0, in_channels=
     Parameters for 10 classes: 9,750,922 without BatchNorm, 9,756,426 with it (2 per
     conv channel).
     """
-    num_classes = _check_positive_int("vgg11", "num_classes", num_classes)
-    hidden = _check_positive_int("vgg11", "hidden", hidden)
-    in_channels = _check_positive_int("vgg11", "in_channels", in_channels)
-    width = _check_positive_int("vgg11", "width", width)
-    dropout = _check_probability("vgg11", dropout)
+    num_classes = checks.positive_int(num_classes, "num_classes", "vgg11")
+    batch_norm = checks.boolean(batch_norm, "batch_norm", "vgg11")
+    hidden = checks.positive_int(hidden, "hidden", "vgg11")
+    in_channels = checks.positive_int(in_channels, "in_channels", "vgg11")
+    width = checks.positive_int(width, "width", "vgg11")
+    dropout = checks.real_number(dropout, "dropout", "vgg11", 0.0, 1.0, high_open=True)
     layers = []
     channels = in_channels
     for item in VGG_A:

@@ -31,6 +31,7 @@ class Adam(Optimizer):
     def _check_group(self, group, index):
         super()._check_group(group, index)
         self._check_betas(group, index)
+        self._check_flag(group, index, "amsgrad")
 
     def _init_state(self, param, hyper):
         xp = backend.get_array_module(param.data)

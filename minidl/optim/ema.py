@@ -1,8 +1,7 @@
 """Exponential moving average (EMA) of a model's parameters and buffers."""
 import contextlib
-import numbers
 
-from .. import backend
+from .. import backend, checks
 from ..module import Module
 
 
@@ -26,13 +25,11 @@ class ExponentialMovingAverage:
         if not isinstance(model, Module):
             raise TypeError("ExponentialMovingAverage: expected a Module, "
                             f"got {type(model).__name__}")
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) \
-                or not 0.0 <= decay <= 1.0:
-            raise ValueError(f"ExponentialMovingAverage: decay must be in [0, 1], got {decay!r}")
+        name = "ExponentialMovingAverage"
         self.model = model
-        self.decay = float(decay)
-        self.average_buffers = bool(average_buffers)
-        self.warmup = bool(warmup)
+        self.decay = checks.real_number(decay, "decay", name, 0.0, 1.0)
+        self.average_buffers = checks.boolean(average_buffers, "average_buffers", name)
+        self.warmup = checks.boolean(warmup, "warmup", name)
         self.num_updates = 0
         self.averages = {name: array.copy() for name, array in self._current(model).items()}
 

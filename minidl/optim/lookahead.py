@@ -1,7 +1,5 @@
 """Lookahead: k fast steps of an inner optimizer, then pull back towards slow weights."""
-import numbers
-
-from .. import backend
+from .. import backend, checks
 
 
 class Lookahead:
@@ -23,12 +21,9 @@ class Lookahead:
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
             raise TypeError("Lookahead: expected a minidl optimizer, "
                             f"got {type(optimizer).__name__}")
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"Lookahead: k must be a positive integer, got {k!r}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"Lookahead: alpha must be in [0, 1], got {alpha!r}")
         self.optimizer = optimizer
-        self.k, self.alpha = int(k), float(alpha)
+        self.k = checks.positive_int(k, "k", "Lookahead")
+        self.alpha = checks.real_number(alpha, "alpha", "Lookahead", 0.0, 1.0)
         self.step_count = 0
         self.slow = {param: param.data.copy() for param in self._params()}
 

@@ -17,7 +17,8 @@ in closed form from ``base_lrs`` and ``last_epoch``; the values equal torch's
 """
 import bisect
 import math
-import numbers
+
+from .. import checks
 
 
 def _check_optimizer(optimizer, name):
@@ -25,26 +26,16 @@ def _check_optimizer(optimizer, name):
         raise TypeError(f"{name}: expected a minidl optimizer, got {type(optimizer).__name__}")
 
 
-def _per_group(value, optimizer, label, name):
-    """A scalar for every group, or one value per group."""
+def _per_group(value, optimizer, label, name, low=0.0, low_open=False):
+    """A real number >= ``low`` for every group: one for all, or one value per group."""
+    groups = len(optimizer.param_groups)
     if isinstance(value, (list, tuple)):
-        if len(value) != len(optimizer.param_groups):
-            raise ValueError(f"{name}: expected {len(optimizer.param_groups)} values of {label} "
+        if len(value) != groups:
+            raise ValueError(f"{name}: expected {groups} values of {label} "
                              f"(one per param group), got {len(value)}")
-        return [float(v) for v in value]
-    return [float(value)] * len(optimizer.param_groups)
-
-
-def _check_int(value, label, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}: {label} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(value, label, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name}: {label} must be a positive number, got {value!r}")
-    return float(value)
+        return [checks.real_number(v, f"{label}[{i}]", name, low, low_open=low_open)
+                for i, v in enumerate(value)]
+    return [checks.real_number(value, label, name, low, low_open=low_open)] * groups
 
 
 class LRScheduler:
@@ -58,6 +49,7 @@ class LRScheduler:
 
     def __init__(self, optimizer, last_epoch=-1):
         _check_optimizer(optimizer, self._name)
+        last_epoch = checks.integer(last_epoch, "last_epoch", self._name, low=-1)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -125,9 +117,12 @@ class LambdaLR(LRScheduler):
         _check_optimizer(optimizer, "LambdaLR")
         lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else \
             [lr_lambda] * len(optimizer.param_groups)
-        if len(lambdas) != len(optimizer.param_groups) or not all(map(callable, lambdas)):
+        if not all(map(callable, lambdas)):
+            raise TypeError(f"LambdaLR: lr_lambda must be a function or a list of functions, "
+                            f"got {checks.describe(lr_lambda)}")
+        if len(lambdas) != len(optimizer.param_groups):
             raise ValueError(f"LambdaLR: expected a function or {len(optimizer.param_groups)} "
-                             f"functions (one per param group), got {lr_lambda!r}")
+                             f"functions (one per param group), got {len(lambdas)}")
         self.lr_lambdas = lambdas
         super().__init__(optimizer, last_epoch)
 
@@ -142,8 +137,8 @@ class StepLR(LRScheduler):
     _state_keys = ("step_size", "gamma")
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = _check_int(step_size, "step_size", "StepLR", 1)
-        self.gamma = _check_positive(gamma, "gamma", "StepLR")
+        self.step_size = checks.positive_int(step_size, "step_size", "StepLR")
+        self.gamma = checks.real_number(gamma, "gamma", "StepLR", 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -158,10 +153,10 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         milestones = list(milestones)
-        for milestone in milestones:
-            _check_int(milestone, "every milestone", "MultiStepLR", 0)
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = _check_positive(gamma, "gamma", "MultiStepLR")
+        self.milestones = sorted(checks.positive_int(m, f"milestones[{i}]", "MultiStepLR",
+                                                     allow_zero=True)
+                                 for i, m in enumerate(milestones))
+        self.gamma = checks.real_number(gamma, "gamma", "MultiStepLR", 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -175,7 +170,7 @@ class ExponentialLR(LRScheduler):
     _state_keys = ("gamma",)
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = _check_positive(gamma, "gamma", "ExponentialLR")
+        self.gamma = checks.real_number(gamma, "gamma", "ExponentialLR", 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -191,10 +186,8 @@ class CosineAnnealingLR(LRScheduler):
     _state_keys = ("T_max", "eta_min")
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (torch's name)
-        self.T_max = _check_int(T_max, "T_max", "CosineAnnealingLR", 1)
-        if not isinstance(eta_min, numbers.Real) or eta_min < 0:
-            raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min!r}")
-        self.eta_min = float(eta_min)
+        self.T_max = checks.positive_int(T_max, "T_max", "CosineAnnealingLR")
+        self.eta_min = checks.real_number(eta_min, "eta_min", "CosineAnnealingLR", 0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -213,12 +206,10 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):
-        if not 0.0 < start_factor <= 1.0:
-            raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor!r}")
-        if not 0.0 <= end_factor <= 1.0:
-            raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor!r}")
-        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
-        self.total_iters = _check_int(total_iters, "total_iters", "LinearLR", 1)
+        self.start_factor = checks.real_number(start_factor, "start_factor", "LinearLR", 0.0, 1.0,
+                                               low_open=True)
+        self.end_factor = checks.real_number(end_factor, "end_factor", "LinearLR", 0.0, 1.0)
+        self.total_iters = checks.positive_int(total_iters, "total_iters", "LinearLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -241,18 +232,16 @@ class PiecewiseLinearLR(LRScheduler):
     _state_keys = ("milestones", "factors")
 
     def __init__(self, optimizer, milestones, factors, last_epoch=-1):
-        milestones, factors = list(milestones), [float(f) for f in factors]
+        name = type(self).__name__
+        milestones = [checks.positive_int(m, f"milestones[{i}]", name, allow_zero=True)
+                      for i, m in enumerate(milestones)]
+        factors = [checks.real_number(f, f"factors[{i}]", name, 0.0) for i, f in enumerate(factors)]
         if len(milestones) != len(factors) or not milestones:
-            raise ValueError(f"{type(self).__name__}: expected as many milestones as factors "
+            raise ValueError(f"{name}: expected as many milestones as factors "
                              f"(at least one), got {len(milestones)} and {len(factors)}")
-        for milestone in milestones:
-            _check_int(milestone, "every milestone", type(self).__name__, 0)
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
-            raise ValueError(f"{type(self).__name__}: milestones must increase strictly, "
-                             f"got {milestones}")
-        if any(f < 0 for f in factors):
-            raise ValueError(f"{type(self).__name__}: factors must be >= 0, got {factors}")
-        self.milestones, self.factors = [int(m) for m in milestones], factors
+            raise ValueError(f"{name}: milestones must increase strictly, got {milestones}")
+        self.milestones, self.factors = milestones, factors
         super().__init__(optimizer, last_epoch)
 
     def factor(self, step):
@@ -281,8 +270,9 @@ class LinearWarmupDecayLR(PiecewiseLinearLR):
 
     def __init__(self, optimizer, warmup_steps, total_steps, start_factor=0.0, end_factor=0.0,
                  last_epoch=-1):
-        warmup_steps = _check_int(warmup_steps, "warmup_steps", "LinearWarmupDecayLR", 0)
-        total_steps = _check_int(total_steps, "total_steps", "LinearWarmupDecayLR", 1)
+        warmup_steps = checks.positive_int(warmup_steps, "warmup_steps", "LinearWarmupDecayLR",
+                                           allow_zero=True)
+        total_steps = checks.positive_int(total_steps, "total_steps", "LinearWarmupDecayLR")
         if total_steps <= warmup_steps:
             raise ValueError(f"LinearWarmupDecayLR: total_steps ({total_steps}) must exceed "
                              f"warmup_steps ({warmup_steps})")
@@ -313,19 +303,21 @@ class OneCycleLR(LRScheduler):
                  max_momentum=0.95, div_factor=25.0, final_div_factor=1e4, three_phase=False,
                  last_epoch=-1):
         _check_optimizer(optimizer, "OneCycleLR")
+        name = "OneCycleLR"
         if total_steps is not None:
-            self.total_steps = _check_int(total_steps, "total_steps", "OneCycleLR", 1)
+            self.total_steps = checks.positive_int(total_steps, "total_steps", name)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = (_check_int(epochs, "epochs", "OneCycleLR", 1)
-                                * _check_int(steps_per_epoch, "steps_per_epoch", "OneCycleLR", 1))
+            self.total_steps = (checks.positive_int(epochs, "epochs", name)
+                                * checks.positive_int(steps_per_epoch, "steps_per_epoch", name))
         else:
             raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
-        if not isinstance(pct_start, numbers.Real) or not 0.0 <= pct_start <= 1.0:
-            raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start!r}")
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', "
-                             f"got {anneal_strategy!r}")
-        self.anneal_strategy = anneal_strategy
+        pct_start = checks.real_number(pct_start, "pct_start", name, 0.0, 1.0)
+        self.anneal_strategy = checks.choice(anneal_strategy, "anneal_strategy", name,
+                                             ("cos", "linear"))
+        div_factor = checks.real_number(div_factor, "div_factor", name, 0.0, low_open=True)
+        final_div_factor = checks.real_number(final_div_factor, "final_div_factor", name, 0.0,
+                                              low_open=True)
+        three_phase = checks.boolean(three_phase, "three_phase", name)
         warmup_end = float(pct_start * self.total_steps) - 1
         if three_phase:
             self.phases = [
@@ -342,13 +334,14 @@ class OneCycleLR(LRScheduler):
                  "start_momentum": "max_momentum", "end_momentum": "base_momentum"},
                 {"end_step": self.total_steps - 1, "start_lr": "max_lr", "end_lr": "min_lr",
                  "start_momentum": "base_momentum", "end_momentum": "max_momentum"}]
-        max_lrs = _per_group(max_lr, optimizer, "max_lr", "OneCycleLR")
+        self._check_phases(pct_start)
+        max_lrs = _per_group(max_lr, optimizer, "max_lr", "OneCycleLR", low_open=True)
         if last_epoch == -1:
             for group, peak in zip(optimizer.param_groups, max_lrs):
                 group["initial_lr"] = peak / div_factor
                 group["max_lr"] = peak
                 group["min_lr"] = group["initial_lr"] / final_div_factor
-        self.cycle_momentum = bool(cycle_momentum)
+        self.cycle_momentum = checks.boolean(cycle_momentum, "cycle_momentum", name)
         self.use_beta1 = "betas" in optimizer.defaults
         if self.cycle_momentum:
             if "momentum" not in optimizer.defaults and not self.use_beta1:
@@ -361,6 +354,16 @@ class OneCycleLR(LRScheduler):
                     self._set_momentum(group, high)
                     group["max_momentum"], group["base_momentum"] = high, low
         super().__init__(optimizer, last_epoch)
+
+    def _check_phases(self, pct_start):
+        """Refuse a phase of no steps that a step would land in (it would divide by zero):
+        a warm-up ending exactly at step 0, or a last phase starting where it ends."""
+        first, last = self.phases[0]["end_step"], self.phases[-1]["end_step"]
+        before_last = self.phases[-2]["end_step"]
+        if first == 0 or (before_last >= last and before_last < self.total_steps):
+            raise ValueError(f"OneCycleLR: pct_start={pct_start:g} of total_steps="
+                             f"{self.total_steps} leaves a phase of the cycle without steps; "
+                             "change pct_start or use more steps")
 
     def _set_momentum(self, group, value):
         if self.use_beta1:
@@ -407,24 +410,18 @@ class ReduceLROnPlateau:
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
-        _check_optimizer(optimizer, "ReduceLROnPlateau")
-        if mode not in ("min", "max"):
-            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', "
-                             f"got {threshold_mode!r}")
-        if not isinstance(factor, numbers.Real) or not 0.0 < factor < 1.0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
-        if not isinstance(threshold, numbers.Real) or threshold < 0:
-            raise ValueError(f"ReduceLROnPlateau: threshold must be >= 0, got {threshold!r}")
+        name = "ReduceLROnPlateau"
+        _check_optimizer(optimizer, name)
         self.optimizer = optimizer
-        self.mode, self.threshold_mode = mode, threshold_mode
-        self.factor, self.threshold, self.eps = float(factor), float(threshold), float(eps)
-        self.patience = _check_int(patience, "patience", "ReduceLROnPlateau", 0)
-        self.cooldown = _check_int(cooldown, "cooldown", "ReduceLROnPlateau", 0)
-        self.min_lrs = _per_group(min_lr, optimizer, "min_lr", "ReduceLROnPlateau")
-        if any(m < 0 for m in self.min_lrs):
-            raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr!r}")
+        self.mode = checks.choice(mode, "mode", name, ("min", "max"))
+        self.threshold_mode = checks.choice(threshold_mode, "threshold_mode", name, ("rel", "abs"))
+        self.factor = checks.real_number(factor, "factor", name, 0.0, 1.0,
+                                         low_open=True, high_open=True)
+        self.threshold = checks.real_number(threshold, "threshold", name, 0.0)
+        self.eps = checks.real_number(eps, "eps", name, 0.0)
+        self.patience = checks.positive_int(patience, "patience", name, allow_zero=True)
+        self.cooldown = checks.positive_int(cooldown, "cooldown", name, allow_zero=True)
+        self.min_lrs = _per_group(min_lr, optimizer, "min_lr", name)
         self.best = math.inf if mode == "min" else -math.inf  # any first value is better
         self.num_bad_epochs = 0
         self.cooldown_counter = 0

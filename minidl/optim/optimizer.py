@@ -24,11 +24,12 @@ Updates are in place on ``param.data``; state arrays are created with
 ``xp.zeros_like(param.data)``, so they live on the parameter's device with its dtype,
 and hyper-parameters enter the arithmetic as Python floats, so float32 stays float32.
 """
+import contextlib
 import numbers
 
 import numpy as np
 
-from .. import backend
+from .. import backend, checks
 from ..module import Module, Param
 
 # Marks a hyper-parameter without a default (SGD's learning rate).
@@ -37,6 +38,15 @@ required = object()
 # A group key that is not a hyper-parameter of the update rule: a label for the user.
 # (Schedulers add their own keys, such as "initial_lr", to existing groups.)
 _EXTRA_GROUP_KEYS = ("name",)
+
+
+@contextlib.contextmanager
+def _in_group(index):
+    """Add "in param group i" to the TypeError/ValueError of a check."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{error} in param group {index}") from None
 
 
 def _plain(value):
@@ -80,7 +90,11 @@ class Optimizer:
                             "got a Module; pass model.parameters()")
         if isinstance(params, (Param, dict)):
             params = [params]
-        params = list(params)
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(f"{self._name}: expected a list of Param or of param-group dicts, "
+                            f"got {checks.describe(params)}") from None
         if not params:
             raise ValueError(f"{self._name}: got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
@@ -128,36 +142,32 @@ class Optimizer:
         self.param_groups.append(filled)
 
     def _check_group(self, group, index):
-        """Raise ValueError for an invalid hyper-parameter. Subclasses extend this."""
+        """Raise TypeError/ValueError for an invalid hyper-parameter. Subclasses extend this."""
         for key in ("lr", "eps", "weight_decay", "momentum"):
             if key in group:
                 self._check_range(group, index, key, low=0.0)
 
     def _check_range(self, group, index, key, low=None, high=None, high_open=False):
-        """Check ``low <= group[key] <= high`` (``< high`` when ``high_open``)."""
-        value = group[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{self._name}: {key} must be a number, got {value!r} "
-                             f"in param group {index}")
-        too_low = low is not None and value < low
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high or value != value:  # value != value: NaN
-            bounds = f"{low} <= {key}" if low is not None else key
-            if high is not None:
-                bounds += f" {'<' if high_open else '<='} {high}"
-            raise ValueError(f"{self._name}: invalid {key} {value!r} in param group {index}; "
-                             f"expected {bounds}")
+        """Check that ``group[key]`` is a real number in ``[low, high]`` (``high)`` when
+        ``high_open``); the error names the param group."""
+        with _in_group(index):
+            checks.real_number(group[key], key, self._name, low, high, high_open=high_open)
+
+    def _check_flag(self, group, index, key):
+        with _in_group(index):
+            checks.boolean(group[key], key, self._name)
 
     def _check_betas(self, group, index):
         betas = group["betas"]
-        if not isinstance(betas, tuple) or len(betas) != 2:
-            raise ValueError(f"{self._name}: betas must be a pair (beta1, beta2), got {betas!r} "
-                             f"in param group {index}")
-        for i, beta in enumerate(betas):
-            is_number = isinstance(beta, numbers.Real) and not isinstance(beta, bool)
-            if not is_number or not 0.0 <= beta < 1.0:
-                raise ValueError(f"{self._name}: invalid beta parameter at index {i}: {beta!r} in "
-                                 f"param group {index}; expected 0 <= beta < 1")
+        with _in_group(index):
+            if not isinstance(betas, tuple):
+                raise TypeError(f"{self._name}: betas must be a pair (beta1, beta2), "
+                                f"got {checks.describe(betas)}")
+            if len(betas) != 2:
+                raise ValueError(f"{self._name}: betas must be a pair (beta1, beta2), "
+                                 f"got {len(betas)} values")
+            for i, beta in enumerate(betas):
+                checks.real_number(beta, f"betas[{i}]", self._name, 0.0, 1.0, high_open=True)
 
     # ------------------------------------------------------------------ stepping
     def zero_grad(self):

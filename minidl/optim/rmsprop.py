@@ -26,7 +26,9 @@ class RMSprop(Optimizer):
 
     def _check_group(self, group, index):
         super()._check_group(group, index)
-        self._check_range(group, index, "alpha", low=0.0)
+        # alpha > 1 would make the running mean of g**2 negative: sqrt of it is NaN.
+        self._check_range(group, index, "alpha", low=0.0, high=1.0)
+        self._check_flag(group, index, "centered")
 
     def _init_state(self, param, hyper):
         xp = backend.get_array_module(param.data)

@@ -26,6 +26,7 @@ class SGD(Optimizer):
     def _check_group(self, group, index):
         super()._check_group(group, index)
         self._check_range(group, index, "dampening", low=0.0, high=1.0)
+        self._check_flag(group, index, "nesterov")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(f"SGD: Nesterov momentum requires momentum > 0 and dampening = 0, "
                              f"got momentum={group['momentum']}, dampening={group['dampening']} "

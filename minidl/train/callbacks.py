@@ -18,6 +18,8 @@ with their counters (the Trainer stores them in its checkpoints).
 import math
 import os
 
+from .. import checks
+
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -48,10 +50,9 @@ class Callback:
 
 
 def _resolve_mode(caller, monitor, mode):
+    mode = checks.choice(mode, "mode", caller, ("min", "max", "auto"))
     if mode == "auto":
         return "max" if "top" in monitor or "acc" in monitor else "min"
-    if mode not in ("min", "max"):
-        raise ValueError(f"{caller}: mode must be 'min', 'max' or 'auto', got {mode!r}")
     return mode
 
 
@@ -69,9 +70,11 @@ class _Monitor:
     """Tracks the best value of a metric: ``improved(value)`` with a ``min_delta`` margin."""
 
     def __init__(self, caller, monitor, mode, min_delta):
-        if min_delta < 0:
-            raise ValueError(f"{caller}: min_delta must be >= 0, got {min_delta!r}")
-        self.caller, self.monitor, self.min_delta = caller, monitor, float(min_delta)
+        if not isinstance(monitor, str):
+            raise TypeError(f"{caller}: monitor must be a History column name (str), "
+                            f"got {checks.describe(monitor)}")
+        self.caller, self.monitor = caller, monitor
+        self.min_delta = checks.real_number(min_delta, "min_delta", caller, 0.0)
         self.mode = _resolve_mode(caller, monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
 
@@ -92,12 +95,10 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", patience=5, mode="auto", min_delta=0.0,
                  restore_best=False):
-        if int(patience) != patience or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be a non-negative integer, "
-                             f"got {patience!r}")
+        self.patience = checks.positive_int(patience, "patience", "EarlyStopping", allow_zero=True)
+        self.restore_best = checks.boolean(restore_best, "restore_best", "EarlyStopping")
         self._tracker = _Monitor("EarlyStopping", monitor, mode, min_delta)
-        self.monitor, self.mode, self.patience = monitor, self._tracker.mode, int(patience)
-        self.restore_best = bool(restore_best)
+        self.monitor, self.mode = monitor, self._tracker.mode
         self.wait, self.best_epoch, self.stopped_epoch, self.best_weights = 0, None, None, None
 
     @property
@@ -148,10 +149,13 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path, monitor="val_loss", mode="auto", save_best_only=False,
                  min_delta=0.0):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"ModelCheckpoint: path must be a file path (str or os.PathLike), "
+                            f"got {checks.describe(path)}")
         self.path = os.fspath(path)
         self._tracker = _Monitor("ModelCheckpoint", monitor, mode, min_delta)
         self.monitor, self.mode = monitor, self._tracker.mode
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = checks.boolean(save_best_only, "save_best_only", "ModelCheckpoint")
         self.last_path = None
 
     @property
@@ -196,6 +200,9 @@ class LambdaCallback(Callback):
             raise ValueError(f"LambdaCallback: unknown hooks {unknown}; "
                              f"expected {list(self._HOOKS)}")
         for name, function in hooks.items():
+            if not callable(function):
+                raise TypeError(f"LambdaCallback: {name} must be callable, "
+                                f"got {checks.describe(function)}")
             setattr(self, name, function)
 
 

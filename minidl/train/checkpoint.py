@@ -28,7 +28,7 @@ import zlib
 
 import numpy as np
 
-from .. import backend
+from .. import backend, checks
 
 FORMAT = "minidl.checkpoint"
 VERSION = 1
@@ -95,6 +95,10 @@ def _encode(value, key, arrays):
     if key in arrays:
         raise TypeError(f"save_checkpoint: two values would be stored under {key!r} "
                         "(a key containing '/', or both 0 and '0' in one dict)")
+    if checks.is_array(value) and np.dtype(value.dtype).hasobject:
+        # np.savez would pickle it, and a checkpoint is never pickled.
+        raise TypeError(f"save_checkpoint: cannot store an array of Python objects (dtype "
+                        f"{value.dtype}, at {key!r}); use numeric arrays, or lists and dicts")
     if isinstance(value, np.generic):
         arrays[key] = np.asarray(value)
         return {_SCALAR: key}
@@ -236,6 +240,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
     (its ``state_dict()`` is stored) or name -> an already taken loader state. The
     minidl RNG state is always stored. Returns ``path``.
     """
+    epoch = checks.positive_int(epoch, "epoch", "save_checkpoint", allow_zero=True)
     arrays = {f"model/{name}": backend.to_numpy(value)
               for name, value in model.state_dict().items()}
     if history is not None and hasattr(history, "to_dict"):
@@ -244,7 +249,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
         "format": FORMAT,
         "version": VERSION,
         "model_class": type(model).__name__,
-        "epoch": int(epoch),
+        "epoch": epoch,
         "optimizer": (None if optimizer is None
                       else _encode(optimizer.state_dict(), "optimizer", arrays)),
         "optimizer_class": None if optimizer is None else type(optimizer).__name__,
@@ -274,6 +279,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, r
     stored loader states by name), ``model_class`` and ``path``.
     """
     caller = "load_checkpoint"
+    restore_rng = checks.boolean(restore_rng, "restore_rng", caller)
     arrays = _read_npz(path, caller)
     meta = _read_meta(path, arrays, caller)
     model_state = {key[len("model/"):]: value for key, value in arrays.items()

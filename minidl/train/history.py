@@ -17,6 +17,7 @@ import io
 import json
 import os
 
+from .. import checks
 from .checkpoint import atomic_write
 
 COLUMNS = ("epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
@@ -70,6 +71,7 @@ class History:
 
     def best(self, column, mode="auto"):
         """The row with the best value of ``column`` ("min"/"max"; "auto": max for accuracy)."""
+        mode = checks.choice(mode, "mode", "History.best", ("min", "max", "auto"))
         if mode == "auto":
             mode = "max" if "top" in column else "min"
         rows = [row for row in self.rows if row[column] is not None]

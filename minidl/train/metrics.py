@@ -7,6 +7,7 @@ for every k at once, and is the same on NumPy and CuPy.
 """
 import numpy as np
 
+from .. import checks
 from ..backend import get_array_module
 
 
@@ -23,9 +24,8 @@ def _check_logits_and_labels(caller, logits, labels):
 
 
 def _check_topk(caller, topk):
-    for k in topk:
-        if int(k) != k or k < 1:
-            raise ValueError(f"{caller}: every k in topk must be a positive integer, got {k!r}")
+    for i, k in enumerate(topk):
+        checks.positive_int(k, f"topk[{i}]", caller)
 
 
 def true_class_rank(logits, labels):
@@ -59,7 +59,7 @@ def accuracy(logits, labels, topk=(1, 5)):
     float is returned. A k >= C always scores 1.0 (every class is among the top k).
     Ties count in favour of the lower class index, as with ``argmax``.
     """
-    single = isinstance(topk, (int, np.integer))
+    single = np.ndim(topk) == 0
     topk = (topk,) if single else tuple(topk)
     _check_logits_and_labels("accuracy", logits, labels)
     _check_topk("accuracy", topk)
@@ -82,10 +82,7 @@ def confusion_matrix(y_true, y_pred, num_classes):
     argmax is taken. Rows sum to the class frequencies, the trace counts the correct
     predictions. Computed with one ``bincount`` of ``C * true + pred`` (no Python loop).
     """
-    if int(num_classes) != num_classes or num_classes < 1:
-        raise ValueError(f"confusion_matrix: num_classes must be a positive integer, "
-                         f"got {num_classes!r}")
-    num_classes = int(num_classes)
+    num_classes = checks.positive_int(num_classes, "num_classes", "confusion_matrix")
     xp = get_array_module(y_pred)
     if getattr(y_pred, "ndim", None) == 2:
         y_pred = y_pred.argmax(axis=1)

@@ -14,9 +14,9 @@ History row, then the callbacks' ``on_epoch_end``.
 
 No device sync per step: loss and accuracy are summed as arrays on the device and
 turned into Python floats only every ``log_interval`` steps and at the end of an epoch.
-A NaN/Inf loss stops training with :class:`NonFiniteLossError` naming the epoch and
-step (on the CPU it is caught before the step updates the weights; on the GPU at the
-next log point, with the exact step it occurred at).
+A NaN/Inf model output or loss stops training with :class:`NonFiniteLossError` naming
+the epoch, step and learning rate (on the CPU it is caught before the step updates the
+weights; on the GPU at the next log point, with the exact step it occurred at).
 
 Exact resume: a checkpoint written by :meth:`Trainer.save_checkpoint` (what
 ModelCheckpoint and Ctrl-C write) holds the model, optimizer, scheduler, History, the
@@ -32,40 +32,26 @@ Ctrl-C during ``fit`` is deferred to the end of the current step (so the state i
 half-updated), a checkpoint is written, and KeyboardInterrupt is raised again. A
 second Ctrl-C interrupts at once.
 """
-import contextlib
 import copy
 import math
 import os
-import signal
-import sys
-import threading
 import time
 
 import numpy as np
 from tqdm import tqdm
 
-from .. import backend
+from .. import backend, checks
 from ..module import Module
 from ..optim.lr_scheduler import ReduceLROnPlateau
-from .callbacks import Callback, ModelCheckpoint
+from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import History
-from .metrics import topk_correct
+from .interrupt import DeferredInterrupt, save_on_interrupt
+from .meter import EpochMeter, batch_hits
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or Inf."""
-
-
-def _is_classification(logits, labels):
-    """Integer labels (N,) against scores (N, C): accuracy is meaningful."""
-    return (getattr(logits, "ndim", 0) == 2 and getattr(labels, "ndim", 0) == 1
-            and labels.dtype.kind in "iu")
-
-
-def _ks(num_classes):
-    """Top-1 always; top-5 only where it says something (more than 5 classes)."""
-    return (1, 5) if num_classes > 5 else (1,)
 
 
 def _loader_length(loader):
@@ -73,58 +59,6 @@ def _loader_length(loader):
         return len(loader)
     except TypeError:
         return None
-
-
-class _EpochMeter:
-    """Running sums over an epoch, kept where the loss lives; floats only on ``read()``.
-
-    ``loss_sum`` = sum over batches of (mean batch loss * batch size); ``hits`` = top-k
-    correct counts; ``samples`` = host-side count. On the GPU a non-finite loss is not
-    checked per step (that would wait for the device) but its step is recorded on the
-    device in ``first_bad_step`` (0 = none yet; steps are 1-based).
-    """
-
-    def __init__(self):
-        self.loss_sum, self.hits, self.ks, self.samples = 0.0, None, None, 0
-        self.first_bad_step = 0
-
-    def add(self, loss, batch_size, hits, ks, step):
-        if hasattr(loss, "astype"):  # sum in float64 whatever the model's dtype
-            loss = loss.astype(np.float64)
-        self.loss_sum = self.loss_sum + loss * batch_size
-        self.samples += batch_size
-        if hits is not None:
-            self.hits = hits if self.hits is None else self.hits + hits
-            self.ks = ks
-        xp = backend.get_array_module(loss)
-        if xp is not np:
-            bad_here = xp.where(xp.isfinite(loss), 0, step)
-            if isinstance(self.first_bad_step, int):
-                self.first_bad_step = bad_here
-            else:
-                self.first_bad_step = xp.where(self.first_bad_step == 0, bad_here,
-                                               self.first_bad_step)
-
-    def read(self):
-        """Mean loss, top-1, top-5 (None where not measured), and the first bad step (or 0)."""
-        if self.samples == 0:
-            return {"loss": None, "top1": None, "top5": None}, 0
-        stats = {"loss": float(self.loss_sum) / self.samples, "top1": None, "top5": None}
-        if self.hits is not None:
-            for k, count in zip(self.ks, backend.to_numpy(self.hits).tolist()):
-                stats[f"top{k}"] = count / self.samples
-        return stats, int(self.first_bad_step)
-
-    def state_dict(self):
-        return {"loss_sum": self.loss_sum, "hits": self.hits, "ks": self.ks,
-                "samples": self.samples, "first_bad_step": self.first_bad_step}
-
-    def load_state_dict(self, state, device):
-        def place(value):
-            return backend.to_device(value, device) if isinstance(value, np.ndarray) else value
-        self.loss_sum, self.hits = place(state["loss_sum"]), place(state["hits"])
-        self.ks = None if state["ks"] is None else tuple(state["ks"])
-        self.samples, self.first_bad_step = int(state["samples"]), place(state["first_bad_step"])
 
 
 class Trainer:
@@ -158,15 +92,20 @@ class Trainer:
             if not hasattr(optimizer, method) or not hasattr(optimizer, "param_groups"):
                 raise TypeError(f"Trainer: optimizer must be a minidl.optim optimizer (with "
                                 f"param_groups and {method}()), got {type(optimizer).__name__}")
-        if scheduler_interval not in ("epoch", "batch"):
-            raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'batch', "
-                             f"got {scheduler_interval!r}")
+        scheduler_interval = checks.choice(scheduler_interval, "scheduler_interval", "Trainer",
+                                           ("epoch", "batch"))
         if isinstance(scheduler, ReduceLROnPlateau) and scheduler_interval == "batch":
             raise ValueError("Trainer: ReduceLROnPlateau steps on an epoch metric; use "
                              "scheduler_interval='epoch'")
-        if isinstance(log_interval, bool) or int(log_interval) != log_interval or log_interval < 1:
-            raise ValueError(f"Trainer: log_interval must be a positive integer, "
-                             f"got {log_interval!r}")
+        log_interval = checks.positive_int(log_interval, "log_interval", "Trainer")
+        quiet = checks.boolean(quiet, "quiet", "Trainer")
+        if not isinstance(plateau_monitor, str):
+            raise TypeError(f"Trainer: plateau_monitor must be a History column name (str), "
+                            f"got {checks.describe(plateau_monitor)}")
+        if interrupt_checkpoint is not None and not isinstance(interrupt_checkpoint,
+                                                               (str, os.PathLike)):
+            raise TypeError(f"Trainer: interrupt_checkpoint must be a path (str or "
+                            f"os.PathLike) or None, got {checks.describe(interrupt_checkpoint)}")
         callbacks = list(callbacks)
         for index, callback in enumerate(callbacks):
             if not isinstance(callback, Callback):
@@ -180,7 +119,7 @@ class Trainer:
         self.model, self.loss_fn = model, loss_fn
         self.optimizer, self.scheduler = optimizer, scheduler
         self.callbacks, self.scheduler_interval = callbacks, scheduler_interval
-        self.quiet, self.log_interval = bool(quiet), int(log_interval)
+        self.quiet, self.log_interval = quiet, log_interval
         self.interrupt_checkpoint, self.plateau_monitor = interrupt_checkpoint, plateau_monitor
         self.history = History()
         self.epoch = self.global_step = 0
@@ -190,7 +129,10 @@ class Trainer:
         self._train_loader = self._val_loader = None
         self._in_epoch, self._step_in_epoch, self._meter = False, 0, None
         self._epoch_lr, self._epoch_started, self._epoch_start_states = None, None, {}
-        self._consistent, self._interrupt_requested = True, False
+        self._consistent = True
+        self._interrupt = DeferredInterrupt(
+            on_interrupt=lambda: save_on_interrupt(self),
+            message="Trainer: Ctrl-C - stopping after this step (press again to abort now)")
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -222,8 +164,7 @@ class Trainer:
         ``train_loader``/``val_loader`` yield ``(x, y)`` batches (a DataLoader, or any
         iterable; only loaders with ``state_dict()`` resume with the same order).
         """
-        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
-            raise ValueError(f"Trainer.fit: epochs must be a positive integer, got {epochs!r}")
+        epochs = checks.positive_int(epochs, "epochs", "Trainer.fit")
         self._train_loader, self._val_loader = train_loader, val_loader
         start_step, progress = 0, None
         if resume is not None:
@@ -231,51 +172,26 @@ class Trainer:
         else:
             self.history, self.epoch, self.global_step = History(), 0, 0
         self.stop_training, self.interrupted_checkpoint = False, None
-        self._interrupt_requested, self._consistent = False, True
+        self._consistent = True
         self._callbacks("on_train_begin")
-        with self._interrupts_deferred_to_step_end():
-            try:
-                for epoch in range(self.epoch + 1, int(epochs) + 1):
-                    self._run_epoch(epoch, int(epochs), start_step, progress)
-                    start_step, progress = 0, None
-                    if self._interrupt_requested:
-                        raise KeyboardInterrupt
-                    if self.stop_training:
-                        break
-            except KeyboardInterrupt:
-                self._save_on_interrupt()
-                raise
+        with self._interrupt:  # Ctrl-C: end the step, save a checkpoint, re-raise
+            for epoch in range(self.epoch + 1, epochs + 1):
+                self._run_epoch(epoch, epochs, start_step, progress)
+                start_step, progress = 0, None
+                if self._interrupt.requested:
+                    raise KeyboardInterrupt
+                if self.stop_training:
+                    break
         self._callbacks("on_train_end")
         return self.history
 
     def _run_epoch(self, epoch, epochs, skip_steps, progress):
         """One epoch; a resumed one starts after ``skip_steps`` with the saved ``progress``."""
-        train_loader, val_loader = self._train_loader, self._val_loader
-        # Generator states at the start of the epoch: a mid-epoch checkpoint stores these
-        # and the step count, and a resumed run replays the loader up to that step.
-        self._epoch_start_states = {
-            name: copy.deepcopy(loader.state_dict())
-            for name, loader in (("train", train_loader), ("val", val_loader))
-            if hasattr(loader, "state_dict")}
-        self._meter = _EpochMeter()
-        if progress is not None:
-            self._meter.load_state_dict(progress["meter"], self.device)
-            self._epoch_lr = progress["lr"]
-            self._epoch_started = time.perf_counter() - progress["seconds"]
-        else:
-            self._epoch_lr, self._epoch_started = self.lr, time.perf_counter()
-        self._in_epoch, self._step_in_epoch = True, skip_steps
-        self._callbacks("on_epoch_begin", epoch)
-        self.model.train()
-        device, total = self.device, _loader_length(train_loader)
+        self._begin_epoch(epoch, skip_steps, progress)
+        device, total = self.device, _loader_length(self._train_loader)
         with tqdm(total=total, initial=skip_steps, desc=f"epoch {epoch}/{epochs}", unit="batch",
                   disable=self.quiet, dynamic_ncols=True, leave=True) as bar:
-            batches = iter(train_loader)
-            for skipped in range(skip_steps):
-                if next(batches, None) is None:
-                    raise ValueError(f"Trainer.fit: the checkpoint stopped at step {skip_steps} "
-                                     f"of epoch {epoch}, but the train loader has only "
-                                     f"{skipped} batches per epoch")
+            batches = self._skip_replayed_batches(iter(self._train_loader), skip_steps, epoch)
             for x_batch, y_batch in batches:
                 step = self._step_in_epoch + 1
                 self._callbacks("on_batch_begin", step)
@@ -289,38 +205,77 @@ class Trainer:
                 bar.update(1)
                 if step % self.log_interval == 0:
                     self._show_progress(bar, epoch, total)
-                if self._interrupt_requested:
+                if self._interrupt.requested:
                     raise KeyboardInterrupt
-            train_stats = self._show_progress(bar, epoch, total)
-            if train_stats["loss"] is None:
-                raise ValueError("Trainer.fit: the train loader yielded no batches")
-            images_per_second = self._meter.samples / max(
-                time.perf_counter() - self._epoch_started, 1e-9)
-            val_stats = self._evaluate(val_loader) if val_loader is not None else {}
-            row = {"epoch": epoch, "lr": self._epoch_lr,
-                   "seconds": time.perf_counter() - self._epoch_started,
-                   **{f"train_{key}": value for key, value in train_stats.items()},
-                   **{f"val_{key}": value for key, value in val_stats.items()}}
-            bar.set_postfix_str(f"{self._summary(row)} {images_per_second:.0f} img/s",
-                                refresh=True)
+            self._end_epoch(bar, epoch, total)
+
+    def _begin_epoch(self, epoch, skip_steps, progress):
+        """Note where the loaders start, start the meter (restored when resuming), train mode."""
+        # A mid-epoch checkpoint stores these generator states and the step count; a
+        # resumed run replays the loader from them up to that step.
+        self._epoch_start_states = {
+            name: copy.deepcopy(loader.state_dict())
+            for name, loader in (("train", self._train_loader), ("val", self._val_loader))
+            if hasattr(loader, "state_dict")}
+        self._meter = EpochMeter()
+        if progress is not None:
+            self._meter.load_state_dict(progress["meter"], self.device)
+            self._epoch_lr = progress["lr"]
+            self._epoch_started = time.perf_counter() - progress["seconds"]
+        else:
+            self._epoch_lr, self._epoch_started = self.lr, time.perf_counter()
+        self._in_epoch, self._step_in_epoch = True, skip_steps
+        self._callbacks("on_epoch_begin", epoch)
+        self.model.train()
+
+    @staticmethod
+    def _skip_replayed_batches(batches, skip_steps, epoch):
+        """Draw and drop the ``skip_steps`` batches a resumed epoch already trained on, so
+        the loader's generators (order, augmentation) stand where the interrupted run left
+        them. Returns the iterator, positioned at the first batch still to train on."""
+        for skipped in range(skip_steps):
+            if next(batches, None) is None:
+                raise ValueError(f"Trainer.fit: the checkpoint stopped at step {skip_steps} "
+                                 f"of epoch {epoch}, but the train loader has only "
+                                 f"{skipped} batches per epoch")
+        return batches
+
+    def _end_epoch(self, bar, epoch, total):
+        """Validate, close the bar with the epoch's summary, step the scheduler, append the
+        History row, then the callbacks' ``on_epoch_end``. Returns the row."""
+        train_stats = self._show_progress(bar, epoch, total)
+        if train_stats["loss"] is None:
+            raise ValueError("Trainer.fit: the train loader yielded no batches")
+        images_per_second = self._meter.samples / max(
+            time.perf_counter() - self._epoch_started, 1e-9)
+        val_stats = self._evaluate(self._val_loader) if self._val_loader is not None else {}
+        row = {"epoch": epoch, "lr": self._epoch_lr,
+               "seconds": time.perf_counter() - self._epoch_started,
+               **{f"train_{key}": value for key, value in train_stats.items()},
+               **{f"val_{key}": value for key, value in val_stats.items()}}
+        bar.set_postfix_str(f"{self._summary(row)} {images_per_second:.0f} img/s", refresh=True)
+        bar.close()
         self._consistent = False
         self._step_scheduler_at_epoch_end(row)
         self.history.append(row)
         self.epoch, self._in_epoch, self._step_in_epoch = epoch, False, 0
         self._consistent = True
         self._callbacks("on_epoch_end", epoch, self.history[-1])
+        return row
 
     def _train_step(self, x_batch, y_batch, device, epoch, step, total):
+        """forward -> loss -> zero_grad -> backward -> optimizer step; (loss, batch size)."""
         x_batch, y_batch = backend.to_device(x_batch, device), backend.to_device(y_batch, device)
         logits = self.model(x_batch)
+        # On the CPU the checks are free: stop before the bad step touches the weights.
+        if isinstance(logits, np.ndarray) and not np.isfinite(logits).all():
+            raise NonFiniteLossError(self._non_finite_message(
+                "the model's output contains NaN or Inf", epoch, step, total))
         loss = self.loss_fn(logits, y_batch)
         if backend.get_array_module(loss) is np and not math.isfinite(loss):
-            # On the CPU the check is free: stop before the bad step touches the weights.
-            raise NonFiniteLossError(self._non_finite_message(float(loss), epoch, step, total))
-        hits = ks = None
-        if _is_classification(logits, y_batch):
-            ks = _ks(logits.shape[1])
-            hits = topk_correct(logits, y_batch, ks)
+            raise NonFiniteLossError(self._non_finite_message(
+                f"the training loss is {float(loss)}", epoch, step, total))
+        hits, ks = batch_hits(logits, y_batch)
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward())
         self.optimizer.step()
@@ -328,9 +283,9 @@ class Trainer:
         self._meter.add(loss, batch_size, hits, ks, step)
         return loss, batch_size
 
-    def _non_finite_message(self, value, epoch, step, total):
+    def _non_finite_message(self, what, epoch, step, total):
         of = f" of {total}" if total else ""
-        return (f"Trainer: the training loss is {value} at epoch {epoch}, step {step}{of}; "
+        return (f"Trainer: {what} at epoch {epoch}, step {step}{of} (lr {self.lr:.3g}); "
                 "training stopped. Usual causes: a learning rate too high for the model "
                 "(lower it, or add warm-up), inputs containing NaN/Inf, or a custom loss "
                 "taking log(0).")
@@ -340,7 +295,8 @@ class Trainer:
         stats, first_bad = self._meter.read()
         if first_bad:
             raise NonFiniteLossError(
-                self._non_finite_message("nan or inf", epoch, first_bad, total))
+                self._non_finite_message("the training loss is nan or inf", epoch, first_bad,
+                                         total))
         if stats["loss"] is not None and not bar.disable:
             elapsed = max(time.perf_counter() - self._epoch_started, 1e-9)
             postfix = {"loss": f"{stats['loss']:.4f}"}
@@ -389,7 +345,7 @@ class Trainer:
     def _evaluate(self, loader):
         was_training = self.model.training
         self.model.eval()
-        meter = _EpochMeter()
+        meter = EpochMeter()
         device = self.device
         try:
             for step, (x_batch, y_batch) in enumerate(loader, start=1):
@@ -397,12 +353,8 @@ class Trainer:
                 y_batch = backend.to_device(y_batch, device)
                 logits = self.model(x_batch)
                 loss = self.loss_fn(logits, y_batch)
-                hits = ks = None
-                if _is_classification(logits, y_batch):
-                    ks = _ks(logits.shape[1])
-                    hits = topk_correct(logits, y_batch, ks)
-                meter.add(loss, int(x_batch.shape[0]), hits, ks, step)
-                if self._interrupt_requested:
+                meter.add(loss, int(x_batch.shape[0]), *batch_hits(logits, y_batch), step)
+                if self._interrupt.requested:
                     raise KeyboardInterrupt
         finally:
             self.model.train(was_training)
@@ -416,9 +368,7 @@ class Trainer:
 
         Returns (N, ...) on the model's device; the train/eval mode is restored after.
         """
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"Trainer.predict: batch_size must be a positive integer, "
-                             f"got {batch_size!r}")
+        batch_size = checks.positive_int(batch_size, "batch_size", "Trainer.predict")
         if not hasattr(x, "shape") or len(x.shape) == 0 or x.shape[0] == 0:
             raise ValueError(f"Trainer.predict: expected a non-empty array (N, ...), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
@@ -427,7 +377,7 @@ class Trainer:
         device = self.device
         try:
             outputs = [self.model(backend.to_device(x[start:start + batch_size], device))
-                       for start in range(0, x.shape[0], int(batch_size))]
+                       for start in range(0, x.shape[0], batch_size)]
         finally:
             self.model.train(was_training)
         return backend.get_array_module(outputs[0]).concatenate(outputs, axis=0)
@@ -477,56 +427,6 @@ class Trainer:
             if saved["class"] == type(callback).__name__:
                 callback.load_state_dict(saved["state"])
         return int(state.get("step", 0)), state.get("in_epoch")
-
-    # ------------------------------------------------------------------ Ctrl-C
-    @contextlib.contextmanager
-    def _interrupts_deferred_to_step_end(self):
-        """Turn the first Ctrl-C into a request that the loop honours after the current step.
-
-        Only in the main thread and only over Python's default handler (a custom SIGINT
-        handler, e.g. a notebook's, is left alone; then a KeyboardInterrupt can land
-        mid-step, and no checkpoint is written from a half-updated state).
-        """
-        install = (threading.current_thread() is threading.main_thread()
-                   and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
-
-        def request_stop(signum, frame):
-            self._interrupt_requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts
-            print("\nTrainer: Ctrl-C - stopping after this step (press again to abort now)",
-                  file=sys.stderr)
-
-        if install:
-            signal.signal(signal.SIGINT, request_stop)
-        try:
-            yield
-        finally:
-            if install:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            self._interrupt_requested = False
-
-    def _interrupt_path(self):
-        if self.interrupt_checkpoint is not None:
-            return os.fspath(self.interrupt_checkpoint)
-        for callback in self.callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                return callback.interrupt_path
-        return None
-
-    def _save_on_interrupt(self):
-        path = self._interrupt_path()
-        position = (f"epoch {self.epoch + 1}, step {self._step_in_epoch}" if self._in_epoch
-                    else f"the end of epoch {self.epoch}")
-        if path is None:
-            message = ("no checkpoint written (give Trainer(interrupt_checkpoint=path) or a "
-                       "ModelCheckpoint callback to get one)")
-        elif not self._consistent:
-            message = ("no checkpoint written: the interrupt came in the middle of an update, "
-                       "so the state is not consistent; resume from the last epoch's checkpoint")
-        else:
-            self.interrupted_checkpoint = self.save_checkpoint(path)
-            message = f"saved {path!r}; continue with fit(..., resume={path!r})"
-        print(f"Trainer: interrupted at {position}; {message}", file=sys.stderr)
 
 
 __all__ = ["NonFiniteLossError", "Trainer"]
