@@ -670,9 +670,12 @@ x = rng.standard_normal((2, 3, 7, 6))
 w = rng.standard_normal((4, 3, 3, 3))
 b = rng.standard_normal(4)
 y_loops = conv2d_loops(x, w, b, stride=2, padding=1)
-# minidl.layers.conv2d_naive loops over output pixels only (batch and channels vectorised)
-y_naive = L.conv2d_naive(x, w, b, stride=2, padding=1)
-print(f"output shape {y_loops.shape}; loops vs conv2d_naive: relative error "
+# minidl.naive keeps a loop reference (forward AND backward) of every core layer; its
+# convolution loops over output pixels only (batch and channels vectorised)
+from minidl import naive
+
+y_naive, conv_cache = naive.conv2d_forward(x, w, b, stride=2, padding=1)
+print(f"output shape {y_loops.shape}; loops vs minidl.naive.conv2d_forward: relative error "
       f"{rel_error(y_loops, y_naive):.1e}")
 '''),
     md(r'''
@@ -812,7 +815,8 @@ def best_time(function, repeats):
 
 timings = {
     "4 loops": best_time(lambda: conv2d_loops(x_big, w_big, b_big, 1, 1), 1),
-    "pixel loop\n(conv2d_naive)": best_time(lambda: L.conv2d_naive(x_big, w_big, b_big, 1, 1), 3),
+    "pixel loop\n(naive.conv2d_forward)": best_time(
+        lambda: naive.conv2d_forward(x_big, w_big, b_big, 1, 1), 3),
     "im2col + GEMM\n(above)": best_time(lambda: conv2d_im2col(x_big, w_big, b_big, 1, 1), 5),
     "minidl Conv2d": best_time(lambda: conv(x_big), 5),
 }
@@ -951,6 +955,12 @@ print(f"backward, staged vs minidl: dx {rel_error(dx, dx_minidl):.1e}, "
 numeric = numerical_gradient(lambda x_: np.sum(batchnorm_forward_staged(x_, gamma, beta)[0] * dy),
                              x.copy())
 print(f"dx staged vs finite differences: {rel_error(dx, numeric):.1e}")
+# the same walk through the graph, for (N, D) and (N, C, H, W): minidl.naive
+from minidl import naive
+
+_, naive_cache = naive.batch_norm_forward(x, gamma, beta)
+print(f"dx staged vs minidl.naive.batch_norm_backward: "
+      f"{rel_error(dx, naive.batch_norm_backward(dy, naive_cache)[0]):.1e}")
 '''),
     md(r'''
 ## The closed form
