@@ -738,7 +738,9 @@ def check_residual_backward(fn, seed=0, verbose=True):
 
 
 def check_global_avg_pool_backward(fn, seed=0, verbose=True):
-    """Check ``fn(dout, x) -> dx`` for global average pooling ``y[n, c] = mean_{h,w} x[n, c, h, w]``.
+    """Check ``fn(dout, x) -> dx`` for global average pooling.
+
+    The forward is ``y[n, c] = mean over h, w of x[n, c, h, w]``.
 
     x ``(N, C, H, W)``, dout ``(N, C)``, dx shaped like x.
     Reference: :class:`minidl.layers.GlobalAvgPool2d`.

@@ -157,7 +157,8 @@ $$ \frac{\partial L}{\partial W_{dm}} = \sum_n \delta_{nm}\, x_{nd}
    \quad\Longrightarrow\quad \frac{\partial L}{\partial W} = x^\top \delta \quad (D \times M) $$
 
 $$ \frac{\partial L}{\partial b_m} = \sum_n \delta_{nm}
-   \quad\Longrightarrow\quad \frac{\partial L}{\partial b} = \textstyle\sum_n \delta_{n,:} \quad (M) $$
+   \quad\Longrightarrow\quad
+   \frac{\partial L}{\partial b} = \textstyle\sum_n \delta_{n,:} \quad (M) $$
 
 $$ \frac{\partial L}{\partial x_{nd}} = \sum_m \delta_{nm}\, W_{dm}
    \quad\Longrightarrow\quad \frac{\partial L}{\partial x} = \delta\, W^\top \quad (N \times D) $$
@@ -200,7 +201,8 @@ def linear_backward_loops(dy, x, w):
 
 A derivative is a limit of difference quotients. The **centered difference**
 
-$$ \frac{\partial L}{\partial \theta_i} \approx \frac{L(\theta + \varepsilon e_i) - L(\theta - \varepsilon e_i)}{2\varepsilon} $$
+$$ \frac{\partial L}{\partial \theta_i} \approx
+   \frac{L(\theta + \varepsilon e_i) - L(\theta - \varepsilon e_i)}{2\varepsilon} $$
 
 has an error of order $\varepsilon^2$, so with $\varepsilon = 10^{-6}$ in float64 the two
 sides agree to about $10^{-9}$. We compare with the relative error
@@ -403,7 +405,8 @@ for epoch in range(epochs):
             p.data -= lr * p.grad
         step_losses.append(float(loss))
     test_accuracy.append(accuracy(features_test, y_test))
-    print(f"epoch {epoch + 1}: last loss {step_losses[-1]:.3f}, test accuracy {test_accuracy[-1]:.3f}")
+    print(f"epoch {epoch + 1}: last loss {step_losses[-1]:.3f}, "
+          f"test accuracy {test_accuracy[-1]:.3f}")
 print(f"{time.perf_counter() - start:.1f} s")
 
 plt.figure(figsize=(6, 3))
@@ -726,7 +729,8 @@ def conv2d_im2col(x, w, b, stride=1, padding=0):
 
 layer = L.Conv2d(3, 4, 3, stride=2, padding=1).to(np.float64)
 layer.weight.data[...], layer.bias.data[...] = w, b
-print(f"im2col + GEMM vs loops: relative error {rel_error(conv2d_im2col(x, w, b, 2, 1), y_loops):.1e}")
+y_gemm = conv2d_im2col(x, w, b, 2, 1)
+print(f"im2col + GEMM vs loops: relative error {rel_error(y_gemm, y_loops):.1e}")
 print(f"minidl Conv2d vs loops: relative error {rel_error(layer(x), y_loops):.1e}")
 '''),
     md(r'''
@@ -1296,7 +1300,8 @@ def train(dropout=0.0, weight_decay=0.0, augmentation=False, epochs=40, seed=0):
 
 
 epochs = 15 if FAST else 50
-RUNS = {"baseline": {}, "dropout 0.5": {"dropout": 0.5}, "weight decay 5e-3": {"weight_decay": 5e-3},
+RUNS = {"baseline": {}, "dropout 0.5": {"dropout": 0.5},
+        "weight decay 5e-3": {"weight_decay": 5e-3},
         "augmentation": {"augmentation": True},
         "all three": {"dropout": 0.5, "weight_decay": 5e-3, "augmentation": True}}
 start = time.perf_counter()
