@@ -1397,12 +1397,12 @@ The blocks are gradient-checked like any layer (here minidl's own `BasicBlock` f
     code(r'''
 from minidl.models import BasicBlock
 
-tiny = rng.standard_normal((2, 4, 5, 5))
-print(check_layer(BasicBlock(4, 4), tiny).table())
-print(check_layer(block(4, skip=True, bn=True), tiny).table())
+tiny = rng.standard_normal((2, 3, 4, 4))
+print(check_layer(BasicBlock(3, 3), tiny).table())
+print(check_layer(block(3, skip=True, bn=True), tiny).table())
 '''),
     code(r'''
-n_train, n_test, size = (1024, 256, 8) if FAST else (5000, 1000, 32)
+n_train, n_test, size = (768, 256, 8) if FAST else (5000, 1000, 32)
 (x_train, y_train), (x_test, y_test) = load_data("cifar10", n_train, n_test)
 
 
@@ -1458,7 +1458,7 @@ profile is nearly flat.
     md(r'''
 ## Training the four variants
 
-A shorter network (FAST: 4 blocks of 8 channels on 8x8 images, 1024 of them; full
+A shorter network (FAST: 4 blocks of 8 channels on 8x8 images, 768 of them; full
 settings: 6 blocks of 16 channels on 32x32 CIFAR-10, 5000 images, several minutes on a
 CPU), the same optimizer, data order and seed for each.
 '''),
