@@ -24,27 +24,29 @@ gradient to differentiate: they compare several consecutive steps with
 :mod:`minidl.optim`. A function that raises ``NotImplementedError`` (the stubs in the
 notebooks) is reported as not written yet.
 
-=============================  =====================================================  ==========
-checker                        your function                                          tutorial
-=============================  =====================================================  ==========
-check_linear_backward          ``fn(dout, x, w, b) -> (dx, dw, db)``                  01
-check_mse_loss                 ``fn(pred, target) -> (loss, dpred)``                  01
-check_relu_backward            ``fn(dout, x) -> dx``                                  02
-check_softmax_ce               ``fn(logits, labels) -> (loss, dlogits)``              02
-check_sigmoid_backward         ``fn(dout, x) -> dx``                                  03
-check_leaky_relu_backward      ``fn(dout, x, negative_slope) -> dx``                  03
-check_conv2d_backward          ``fn(dout, x, w, b, stride, padding) -> (dx, dw, db)`` 04
-check_col2im                   ``fn(cols, x_shape, kernel_size, stride, padding)``    04
-check_maxpool_backward         ``fn(dout, x, kernel_size, stride) -> dx``             05
-check_avgpool_backward         ``fn(dout, x, kernel_size, stride) -> dx``             05
-check_batch_norm_backward      ``fn(dout, x, gamma, beta, eps) -> (dx, dgamma, dbeta)`` 05
-check_sgd_momentum_step        ``fn(param, grad, velocity, lr, momentum, nesterov)``  06
-check_adam_step                ``fn(param, grad, m, v, t, lr, beta1, beta2, eps)``    06
-check_dropout_backward         ``fn(dout, keep, p) -> dx``                            07
-check_weight_decay             ``fn(w, weight_decay) -> (penalty, dw)``               07
-check_residual_backward        ``fn(dout, x, w1, w2) -> (dx, dw1, dw2)``              08
-check_global_avg_pool_backward ``fn(dout, x) -> dx``                                  08
-=============================  =====================================================  ==========
+Checkers, the function each expects, and the tutorial whose exercise it grades:
+
+- 01 ``check_linear_backward``: ``fn(dout, x, w, b) -> (dx, dw, db)``
+- 01 ``check_mse_loss``: ``fn(pred, target) -> (loss, dpred)``
+- 02 ``check_relu_backward``: ``fn(dout, x) -> dx``
+- 02 ``check_softmax_ce``: ``fn(logits, labels) -> (loss, dlogits)``
+- 03 ``check_sigmoid_backward``: ``fn(dout, x) -> dx``
+- 03 ``check_leaky_relu_backward``: ``fn(dout, x, negative_slope) -> dx``
+- 04 ``check_conv2d_backward``: ``fn(dout, x, w, b, stride, padding) -> (dx, dw, db)``
+- 04 ``check_col2im``: ``fn(cols, x_shape, kernel_size, stride, padding) -> x``
+- 05 ``check_maxpool_backward``: ``fn(dout, x, kernel_size, stride) -> dx``
+- 05 ``check_avgpool_backward``: ``fn(dout, x, kernel_size, stride) -> dx``
+- 05 ``check_batch_norm_backward``: ``fn(dout, x, gamma, beta, eps) -> (dx, dgamma, dbeta)``
+- 06 ``check_sgd_momentum_step``:
+  ``fn(param, grad, velocity, lr, momentum, nesterov) -> (param, velocity)``
+- 06 ``check_adam_step``: ``fn(param, grad, m, v, t, lr, beta1, beta2, eps) -> (param, m, v)``
+- 07 ``check_dropout_backward``: ``fn(dout, keep, p) -> dx``
+- 07 ``check_weight_decay``: ``fn(w, weight_decay) -> (penalty, dw)``
+- 08 ``check_residual_backward``: ``fn(dout, x, w1, w2) -> (dx, dw1, dw2)``
+- 08 ``check_global_avg_pool_backward``: ``fn(dout, x) -> dx``
+
+Every checker takes ``(fn, seed=0, verbose=True)``: ``seed`` draws other configurations,
+``verbose=False`` prints nothing (the return value still says PASS or not).
 
 Each checker's docstring gives the shapes and the exact formula of the forward pass.
 """
