@@ -41,6 +41,16 @@ def test_notebook_is_stored_without_outputs(path):
                 "python tutorials/build_notebooks.py)"
 
 
+def test_notebooks_match_their_generator(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TUTORIALS))
+    import build_notebooks
+    assert sorted(build_notebooks.NOTEBOOKS) == [path.stem for path in NOTEBOOKS]
+    for name, cells in build_notebooks.NOTEBOOKS.items():
+        fresh = build_notebooks.build(name, cells, folder=tmp_path)
+        assert fresh.read_text() == (TUTORIALS / f"{name}.ipynb").read_text(), \
+            f"{name}.ipynb differs from tutorials/build_notebooks.py: run that script"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     work = tmp_path / "tutorials"

@@ -1514,14 +1514,15 @@ NOTEBOOKS = {
 }
 
 
-def build(name, cells):
+def build(name, cells, folder=HERE):
+    """Write ``folder/name.ipynb`` (no outputs, stable cell ids) and return its path."""
     notebook = new_notebook(cells=cells, metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"}})
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"{name[:2]}-{index:02d}"  # stable ids: rebuilding gives no diff
     nbformat.validate(notebook)
-    path = HERE / f"{name}.ipynb"
+    path = pathlib.Path(folder) / f"{name}.ipynb"
     nbformat.write(notebook, path)
     return path
 
