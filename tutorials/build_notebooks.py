@@ -588,8 +588,10 @@ for name in INITS:
     md(r'''
 What to read from the plots: with $\mathcal{N}(0, 0.01^2)$ the activations collapse
 towards 0 layer after layer (and the gradients with them); with $\mathcal{N}(0, 1)$ tanh
-saturates at $\pm 1$ (its gradient vanishes) and ReLU activations explode; Glorot keeps
-tanh roughly steady and He keeps ReLU steady.
+saturates at $\pm 1$ (its gradient vanishes) and ReLU activations explode. With Glorot
+or He, tanh activations shrink only slowly (tanh compresses a little at every layer);
+for ReLU, He keeps the scale steady while Glorot, half of He's variance for square
+layers, loses a factor of about $\sqrt 2$ per layer.
 
 ## The seed experiment: zero initialisation stays at chance
 
