@@ -530,6 +530,20 @@ def layer_statistics(model, x, y):
     return activations, grads[::-1]
 '''),
     md(r'''
+Before measuring, a gradient check of such a network, end to end through the loss. Its
+784 x 128 first weight has too many entries for one finite difference each, so
+`directional=True` checks one random direction $d$ per tensor instead, comparing
+$\langle \nabla L, d\rangle$ with
+$(L(\theta + \varepsilon d) - L(\theta - \varepsilon d)) / 2\varepsilon$.
+'''),
+    code(r'''
+from minidl.gradcheck import check_model_with_loss
+
+print(check_model_with_loss(deep_mlp("glorot_normal", L.Tanh, depth=3),
+                            losses.CrossEntropyLoss(), x_batch[:4], y_batch[:4],
+                            directional=True))
+'''),
+    md(r'''
 ## Activations and gradients per layer
 
 For each initialisation: histograms (log counts) of the activations (top) and of their
