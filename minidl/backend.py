@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from .checks import integer
+
 try:  # CuPy is optional; everything works without it.
     import cupy as _cupy
 except Exception:  # ImportError, or a broken CUDA install raising something else
@@ -49,6 +51,18 @@ def gpu_available():
 def cupy_module():
     """The cupy module, or None when CuPy is absent. For tests and benchmarks."""
     return _cupy
+
+
+def nccl_module():
+    """``cupy.cuda.nccl`` (for :mod:`minidl.distributed`), or None when CuPy or its NCCL
+    library is absent."""
+    if _cupy is None:
+        return None
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return None
+    return nccl if getattr(nccl, "available", True) else None
 
 
 def get_array_module(x):
@@ -115,7 +129,11 @@ def set_default_dtype(dtype):
 
 
 def seed(n):
-    """Seed every random draw in minidl (init, dropout, shuffling, augmentation)."""
+    """Seed every random draw in minidl (init, dropout, shuffling, augmentation).
+
+    ``n``: a non-negative integer (the seed of NumPy's default generator).
+    """
+    n = integer(n, "n", "minidl.seed", low=0)
     _state["rng"] = np.random.default_rng(n)
     # The GPU generator is made on first use (see rng): building one costs a GPU allocation.
     _state["gpu_rng"], _state["gpu_seed"] = None, n

@@ -241,7 +241,7 @@ logits_2x3 = np.zeros((2, 3))
     (logits_2x3, [0, 1], TypeError, "expected targets as an array"),
     (np.array([[0.0, np.nan, 1.0], [0.0, 0.0, np.inf]]), np.array([0, 1]), ValueError,
      "contain NaN or Inf (2 of 6 values)"),
-    (np.zeros((0, 3)), np.zeros(0, dtype=np.int64), ValueError, "empty batch"),
+    (np.zeros((0, 3)), np.zeros(0, dtype=np.int64), ValueError, "with no values"),
 ])
 def test_bad_arguments_name_the_loss(make, pred, target, error, fragment):
     with pytest.raises(error, match=make.__name__) as info:
