@@ -1418,7 +1418,7 @@ print(check_layer(BasicBlock(3, 3), tiny).table())
 print(check_layer(block(3, skip=True, bn=True), tiny).table())
 '''),
     code(r'''
-n_train, n_test, size = (768, 256, 8) if FAST else (5000, 1000, 32)
+n_train, n_test, size = (768, 256, 8) if FAST else (2500, 1000, 32)
 (x_train, y_train), (x_test, y_test) = load_data("cifar10", n_train, n_test)
 
 
@@ -1474,14 +1474,14 @@ profile is nearly flat.
     md(r'''
 ## Training the four variants
 
-A shorter network (FAST: 4 blocks of 8 channels on 8x8 images, 768 of them; full
-settings: 6 blocks of 16 channels on 32x32 CIFAR-10, 5000 images, several minutes on a
-CPU), the same optimizer, data order and seed for each.
+A shorter network of 4 blocks (FAST: 8 channels on 8x8 images, 768 of them; full
+settings: 16 channels on 32x32 CIFAR-10 images, 2500 of them, about ten minutes on a
+laptop CPU), the same optimizer, data order and seed for each.
 '''),
     code(r'''
 from minidl.train import Trainer
 
-depth, width, epochs, batch_size = (4, 8, 3, 32) if FAST else (6, 16, 4, 64)
+depth, width, epochs, batch_size = (4, 8, 3, 32) if FAST else (4, 16, 3, 64)
 histories = {}
 start = time.perf_counter()
 for name, settings in VARIANTS.items():
