@@ -13,8 +13,9 @@ setup(
         "gpu": ["cupy-cuda12x"],
         "distributed": ["mpi4py>=3.1", "mpich"],
         # The tests launch `mpiexec -n 2` (mpich's wheel ships it), so they need the
-        # distributed extra too.
-        "test": ["pytest>=7", "hypothesis>=6", "mpi4py>=3.1", "mpich"],
+        # distributed extra too; nbclient, nbformat and ipykernel run the tutorials.
+        "test": ["pytest>=7", "hypothesis>=6", "mpi4py>=3.1", "mpich", "nbclient>=0.7",
+                 "nbformat>=5", "ipykernel>=6"],
         # The documentation site: mkdocs build --strict (see mkdocs.yml).
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
                  "mkdocstrings-python>=1.16", "mkdocs-jupyter>=0.25"],
