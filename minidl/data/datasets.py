@@ -41,7 +41,7 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto in a notebook wants ipywidgets
 
 from .. import checks
 
