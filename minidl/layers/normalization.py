@@ -12,8 +12,6 @@ statistics taken over every axis but the channel axis (N for 1d; N, H, W for 2d)
 where m is the number of values per channel (the unbiased estimate goes into the
 running variance, exactly as in PyTorch).
 """
-import math
-
 from .. import init as initializers
 from ..backend import get_array_module
 from ..checks import boolean, positive_int, real_number
@@ -61,27 +59,16 @@ class _BatchNorm(Module):
             var = xp.square(xhat).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
             inv_std = 1.0 / xp.sqrt(var + self.eps)
             xhat *= inv_std
-            self._update_running_statistics(mean, var, x.shape)
+            self._update_running_statistics(mean, var, self._values_per_channel(x))
         else:
             inv_std = (1.0 / xp.sqrt(self.running_var + self.eps)).reshape(per_channel)
             xhat = (x - self.running_mean.reshape(per_channel)) * inv_std
         self.save_for_backward(xhat, inv_std, batch_statistics)
-        y = xhat * self.weight.data.reshape(per_channel) if self.weight is not None else xhat.copy()
-        if self.bias is not None:
-            y += self.bias.data.reshape(per_channel)
-        return y
+        return self._scale_and_shift(xhat)
 
     def backward(self, dy):
         xhat, inv_std, batch_statistics = self.saved_for_backward(dy)
-        axes = (0,) + tuple(range(2, dy.ndim))
-        dbias = dy.sum(axis=axes)
-        dweight = (dy * xhat).sum(axis=axes)
-        scale = inv_std
-        if self.bias is not None:
-            self.bias.grad += dbias
-        if self.weight is not None:
-            self.weight.grad += dweight
-            scale = inv_std * self.weight.data.reshape(inv_std.shape)
+        dbias, dweight, scale = self._parameter_gradients(dy, xhat, inv_std)
         if not batch_statistics:
             return dy * scale
         count = dy.size // self.num_features
@@ -92,13 +79,39 @@ class _BatchNorm(Module):
         dx *= scale
         return dx
 
-    def _update_running_statistics(self, mean, var, x_shape):
-        """running = (1 - momentum) running + momentum batch; the variance unbiased (m/(m-1))."""
-        count = math.prod(x_shape) // self.num_features
+    # ------------------------------------------------------------------ shared steps
+    def _scale_and_shift(self, xhat):
+        """``y = weight * xhat + bias`` per channel (either may be absent)."""
+        per_channel = (1, self.num_features) + (1,) * (xhat.ndim - 2)
+        y = xhat * self.weight.data.reshape(per_channel) if self.weight is not None else xhat.copy()
+        if self.bias is not None:
+            y += self.bias.data.reshape(per_channel)
+        return y
+
+    def _parameter_gradients(self, dy, xhat, inv_std):
+        """Accumulate ``dbias = sum(dy)``, ``dweight = sum(dy * xhat)`` (sums over all but the
+        channel axis); return them and ``scale = weight * inv_std``, shaped like inv_std."""
+        axes = (0,) + tuple(range(2, dy.ndim))
+        dbias, dweight = dy.sum(axis=axes), (dy * xhat).sum(axis=axes)
+        scale = inv_std
+        if self.bias is not None:
+            self.bias.grad += dbias
+        if self.weight is not None:
+            self.weight.grad += dweight
+            scale = inv_std * self.weight.data.reshape(inv_std.shape)
+        return dbias, dweight, scale
+
+    def _values_per_channel(self, x):
+        """m, the values per channel of a training batch; at least 2 (a variance needs them)."""
+        count = x.size // self.num_features
         if count < 2:
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
-                             f"when training, got input of shape {tuple(x_shape)}; use a batch "
+                             f"when training, got input of shape {tuple(x.shape)}; use a batch "
                              "of 2 or more, or call .eval()")
+        return count
+
+    def _update_running_statistics(self, mean, var, count):
+        """running = (1 - momentum) running + momentum batch; the variance unbiased (m/(m-1))."""
         # Updated in place through local names (``self.buf *= a`` would re-assign the
         # attribute), so the buffers keep their identity, device and dtype.
         running_mean, running_var = self.running_mean, self.running_var

@@ -41,27 +41,17 @@ class _SyncBatchNorm:
         count = self._global_count(x) if self.training else 0
         if count > 0:  # with no values on any rank, like BatchNorm: the running statistics
             mean, var = self._batch_statistics(x, count)
-            self._update_running_statistics_of_all_ranks(mean, var, count)
+            self._update_running_statistics(mean, var, count)
         else:
             mean, var, count = self.running_mean, self.running_var, None
         inv_std = (1.0 / xp.sqrt(var + self.eps)).reshape(per_channel)
         xhat = (x - mean.reshape(per_channel)) * inv_std
         self.save_for_backward(xhat, inv_std, count)
-        y = xhat * self.weight.data.reshape(per_channel) if self.weight is not None else xhat.copy()
-        if self.bias is not None:
-            y += self.bias.data.reshape(per_channel)
-        return y
+        return self._scale_and_shift(xhat)
 
     def backward(self, dy):
         xhat, inv_std, count = self.saved_for_backward(dy)
-        axes = (0,) + tuple(range(2, dy.ndim))
-        dbias, dweight = dy.sum(axis=axes), (dy * xhat).sum(axis=axes)
-        scale = inv_std
-        if self.bias is not None:
-            self.bias.grad += dbias
-        if self.weight is not None:
-            self.weight.grad += dweight
-            scale = inv_std * self.weight.data.reshape(inv_std.shape)
+        dbias, dweight, scale = self._parameter_gradients(dy, xhat, inv_std)
         if count is None:  # eval mode
             return dy * scale
         # One message carries both sums: Sum(dy) and Sum(dy * xhat) over every rank.
@@ -83,14 +73,6 @@ class _SyncBatchNorm:
         centred = x - mean.reshape(per_channel)
         var = distributed.all_reduce(xp.square(centred).sum(axis=axes), "sum") / count
         return mean, var
-
-    def _update_running_statistics_of_all_ranks(self, mean, var, count):
-        # In place through local names, as in BatchNorm (the buffers keep their identity).
-        running_mean, running_var = self.running_mean, self.running_var
-        running_mean *= 1.0 - self.momentum
-        running_mean += self.momentum * mean
-        running_var *= 1.0 - self.momentum
-        running_var += (self.momentum * count / (count - 1)) * var
 
     def _global_count(self, x):
         """m, the number of values per channel over every rank: a host-side integer,
