@@ -1778,7 +1778,7 @@ def attention_backward(d_out, q, k, v, p):
     return ds @ k / np.sqrt(q.shape[-1]), ds.transpose(0, 2, 1) @ q / np.sqrt(q.shape[-1]), dv
 
 
-q, k, v = rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 5, 3))
+q, k, v = (rng.standard_normal(shape) for shape in [(2, 5, 4), (2, 5, 4), (2, 5, 3)])
 d_out = rng.standard_normal((2, 5, 3))
 out, p = attention(q, k, v, causal=True)
 ours = attention_backward(d_out, q, k, v, p)
@@ -1917,6 +1917,9 @@ The model is nanoGPT's, shrunk: token and position embeddings, a few blocks, a f
 LayerNorm, and the output layer tied to the token embedding. The loop is the one of
 `examples/char_gpt.py`: cross-entropy over every position, AdamW, gradient clipping at
 norm 1, and the validation loss estimated now and then on random windows in eval mode.
+FAST mode trains a 28k-parameter model for 250 steps (seconds); the full settings are
+nanoGPT's CPU configuration (4 blocks, 4 heads, width 128, context 64, batch 12, 2000
+steps: about 0.2 s a step, some 7 minutes, on a 2-core CPU).
 '''),
     code(r'''
 block_size, n_layer, n_head, n_embd = (32, 2, 2, 32) if FAST else (64, 4, 4, 128)
@@ -1947,7 +1950,8 @@ start = time.perf_counter()
 for it in range(iters + 1):
     if it % eval_every == 0:
         val_points.append((it, estimate_val_loss()))
-        print(f"iter {it:5d}: val loss {val_points[-1][1]:.3f}  ({time.perf_counter() - start:.0f} s)")
+        seconds = time.perf_counter() - start
+        print(f"iter {it:5d}: val loss {val_points[-1][1]:.3f}  ({seconds:.0f} s)")
     if it == iters:
         break
     x, y = train_batches.sample()
