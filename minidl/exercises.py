@@ -44,6 +44,9 @@ Checkers, the function each expects, and the tutorial whose exercise it grades:
 - 07 ``check_weight_decay``: ``fn(w, weight_decay) -> (penalty, dw)``
 - 08 ``check_residual_backward``: ``fn(dout, x, w1, w2) -> (dx, dw1, dw2)``
 - 08 ``check_global_avg_pool_backward``: ``fn(dout, x) -> dx``
+- 09 ``check_rnn_step_backward``:
+  ``fn(dh, x, h_prev, w_ih, w_hh, b) -> (dx, dh_prev, dw_ih, dw_hh, db)``
+- 09 ``check_attention_backward``: ``fn(dout, q, k, v, causal) -> (dq, dk, dv)``
 
 Every checker takes ``(fn, seed=0, verbose=True)``: ``seed`` draws other configurations,
 ``verbose=False`` prints nothing (the return value still says PASS or not).
@@ -54,7 +57,7 @@ import traceback
 
 import numpy as np
 
-from . import backend, losses, optim
+from . import backend, functional, losses, optim
 from . import layers as L
 from .gradcheck import TOLERANCES, numerical_gradient
 from .module import Param
@@ -761,11 +764,132 @@ def check_global_avg_pool_backward(fn, seed=0, verbose=True):
                                  ("dx",), "minidl.layers.GlobalAvgPool2d")
 
 
+# --------------------------------------------------------------------------- 09 attention
+def _check_function_exercise(grader, configs, make, names):
+    """Shared body of the checkers with several inputs.
+
+    make(config) -> (forward, reference, tensors, args, label): ``forward()`` the output
+    (reads the arrays of ``tensors``, a dict name -> array, which are perturbed in place);
+    ``reference(dout)`` minidl's gradients, a dict name -> array; ``args`` your
+    arguments after dout; ``names`` orders your outputs.
+    """
+    def check_one(config):
+        with _MinidlRng():
+            forward, reference, tensors, args, label = make(config)
+            dout = config["rng"].standard_normal(forward().shape)
+            expected = reference(dout)
+            numeric = _numeric_grads(forward, dout, tensors)
+        answer = grader.call(dout, *args)
+        if not isinstance(answer, (tuple, list)) or len(answer) != len(names):
+            raise _Failure(f"expected {len(names)} return values ({', '.join(names)}), got "
+                           f"{len(answer) if isinstance(answer, (tuple, list)) else 1}")
+        worst = {}
+        for name, value in zip(names, answer):
+            mine = _as_result(value, name, expected[name].shape)
+            for key, error in _compare(name, mine, numeric[name], expected[name],
+                                       label).items():
+                worst[key] = max(worst.get(key, 0.0), error)
+        return worst
+
+    return grader.run(configs, check_one)
+
+
+def check_rnn_step_backward(fn, seed=0, verbose=True):
+    """Check ``fn(dh, x, h_prev, w_ih, w_hh, b) -> (dx, dh_prev, dw_ih, dw_hh, db)``.
+
+    One step of a tanh RNN, ``h = tanh(x @ w_ih.T + h_prev @ w_hh.T + b)``, with x
+    ``(N, D)``, h_prev ``(N, H)``, w_ih ``(H, D)``, w_hh ``(H, H)`` (PyTorch's layout, as
+    in minidl's RNN), b ``(H,)``; dh = dL/dh ``(N, H)``. Return the gradients shaped like
+    x, h_prev, w_ih, w_hh and b. Reference: :class:`minidl.layers.RNN` run for one step
+    from ``hx = h_prev`` (its ``grad_initial_state`` is dh_prev).
+    """
+    grader = _Grader("check_rnn_step_backward", fn,
+                     "first da = dh * (1 - h**2) (tanh' in terms of its output), then the "
+                     "Linear rules: dx = da @ w_ih, dh_prev = da @ w_hh, dw_ih = da.T @ x, "
+                     "dw_hh = da.T @ h_prev, db = da summed over the batch", verbose)
+    specs = [{"desc": f"x ({n}, {d}), hidden {h}", "shape": (n, d, h)}
+             for n, d, h in [(3, 4, 5), (1, 2, 3), (4, 3, 1), (2, 1, 4)]]
+
+    def make(config):
+        n, d, h = config["shape"]
+        rng = config["rng"]
+        x, h_prev = rng.standard_normal((n, d)), rng.standard_normal((n, h))
+        w_ih, w_hh = rng.standard_normal((h, d)) * 0.6, rng.standard_normal((h, h)) * 0.6
+        b = rng.standard_normal(h) * 0.5
+        layer = L.RNN(d, h).to(np.float64)
+        for name, value in [("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh),
+                            ("bias_ih_l0", b), ("bias_hh_l0", np.zeros(h))]:
+            getattr(layer, name).data[...] = value
+        xs, hs = x[None].copy(), h_prev[None].copy()
+
+        def forward():
+            out = layer(xs, hs)[0][0]
+            layer.drop_saved()
+            return out
+
+        def reference(dout):
+            layer.zero_grad()
+            layer(xs, hs)
+            dx = layer.backward(dout[None])[0]
+            return {"dx": dx, "dh_prev": layer.grad_initial_state[0],
+                    "dw_ih": layer.weight_ih_l0.grad.copy(),
+                    "dw_hh": layer.weight_hh_l0.grad.copy(),
+                    "db": layer.bias_ih_l0.grad.copy()}
+
+        tensors = {"dx": xs[0], "dh_prev": hs[0], "dw_ih": layer.weight_ih_l0.data,  # views
+                   "dw_hh": layer.weight_hh_l0.data, "db": layer.bias_ih_l0.data}
+        return forward, reference, tensors, (x, h_prev, w_ih, w_hh, b), "minidl.layers.RNN"
+
+    return _check_function_exercise(grader, _configs(seed, specs), make,
+                                    ("dx", "dh_prev", "dw_ih", "dw_hh", "db"))
+
+
+def check_attention_backward(fn, seed=0, verbose=True):
+    """Check ``fn(dout, q, k, v, causal) -> (dq, dk, dv)`` for scaled dot-product attention.
+
+    ``out = softmax(q @ k^T / sqrt(E) + M) @ v`` per batch entry, softmax over the last
+    axis; q ``(N, L, E)``, k ``(N, S, E)``, v ``(N, S, Ev)``, out and dout ``(N, L, Ev)``.
+    M is 0, or with ``causal`` (then L == S) -inf above the diagonal (query i sees keys
+    j <= i). Return dq, dk, dv shaped like q, k, v. Reference:
+    :func:`minidl.functional.scaled_dot_product_attention_backward`.
+    """
+    grader = _Grader("check_attention_backward", fn,
+                     "with P the softmax weights: dv = P^T dout, dP = dout v^T, dS = P * (dP - "
+                     "sum over keys of dP * P), dq = dS k / sqrt(E), dk = dS^T q / sqrt(E); "
+                     "masked entries have P = 0 and need no special case", verbose)
+    specs = [{"desc": f"q ({n}, {l}, {e}), k ({n}, {s}, {e}), v ({n}, {s}, {ev}), causal {c}",
+              "shape": (n, l, s, e, ev), "causal": c}
+             for n, l, s, e, ev, c in [(2, 3, 4, 5, 2, False), (1, 4, 4, 3, 3, True),
+                                       (3, 1, 2, 2, 4, False), (2, 5, 5, 4, 1, True)]]
+
+    def make(config):
+        n, length, source, e, ev = config["shape"]
+        rng = config["rng"]
+        q, k, v = (rng.standard_normal(shape) for shape in
+                   ((n, length, e), (n, source, e), (n, source, ev)))
+        causal = config["causal"]
+        tensors = {"dq": q.copy(), "dk": k.copy(), "dv": v.copy()}
+
+        def forward():
+            return functional.scaled_dot_product_attention(
+                tensors["dq"], tensors["dk"], tensors["dv"], is_causal=causal)[0]
+
+        def reference(dout):
+            _, weights, _ = functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            dq, dk, dv = functional.scaled_dot_product_attention_backward(dout, q, k, v, weights)
+            return {"dq": dq, "dk": dk, "dv": dv}
+
+        return (forward, reference, tensors, (q, k, v, causal),
+                "minidl.functional.scaled_dot_product_attention_backward")
+
+    return _check_function_exercise(grader, _configs(seed, specs), make, ("dq", "dk", "dv"))
+
+
 __all__ = [
-    "check_adam_step", "check_avgpool_backward", "check_batch_norm_backward", "check_col2im",
-    "check_conv2d_backward", "check_dropout_backward", "check_global_avg_pool_backward",
-    "check_leaky_relu_backward", "check_linear_backward", "check_maxpool_backward",
-    "check_mse_loss", "check_relu_backward", "check_residual_backward",
-    "check_sgd_momentum_step", "check_sigmoid_backward", "check_softmax_ce",
-    "check_weight_decay",
+    "check_adam_step", "check_attention_backward", "check_avgpool_backward",
+    "check_batch_norm_backward", "check_col2im", "check_conv2d_backward",
+    "check_dropout_backward", "check_global_avg_pool_backward", "check_leaky_relu_backward",
+    "check_linear_backward", "check_maxpool_backward", "check_mse_loss", "check_relu_backward",
+    "check_residual_backward", "check_rnn_step_backward", "check_sgd_momentum_step",
+    "check_sigmoid_backward", "check_softmax_ce", "check_weight_decay",
 ]

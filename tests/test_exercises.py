@@ -234,6 +234,45 @@ def global_avg_pool_backward_sum(dout, x):
     return np.broadcast_to(dout[:, :, None, None], x.shape)  # the gradient of a sum
 
 
+def rnn_step_backward(dh, x, h_prev, w_ih, w_hh, b):
+    h = np.tanh(x @ w_ih.T + h_prev @ w_hh.T + b)
+    da = dh * (1 - h ** 2)
+    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h_prev, da.sum(axis=0)
+
+
+def rnn_step_backward_skips_tanh_for_h_prev(dh, x, h_prev, w_ih, w_hh, b):
+    dx, _, dw_ih, dw_hh, db = rnn_step_backward(dh, x, h_prev, w_ih, w_hh, b)
+    return dx, dh @ w_hh, dw_ih, dw_hh, db  # forgets tanh' on the path to h_prev
+
+
+def _attention_weights(q, k, causal):
+    scores = np.einsum("nle,nse->nls", q, k) / np.sqrt(q.shape[-1])
+    if causal:
+        length, source = scores.shape[1:]
+        for i in range(length):
+            scores[:, i, i + 1:] = -np.inf
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def attention_backward(dout, q, k, v, causal):
+    p = _attention_weights(q, k, causal)
+    dv = np.einsum("nls,nlv->nsv", p, dout)
+    dp = np.einsum("nlv,nsv->nls", dout, v)
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    scale = 1 / np.sqrt(q.shape[-1])
+    return (np.einsum("nls,nse->nle", ds, k) * scale,
+            np.einsum("nls,nle->nse", ds, q) * scale, dv)
+
+
+def attention_backward_no_row_sum(dout, q, k, v, causal):
+    p = _attention_weights(q, k, causal)
+    ds = p * np.einsum("nlv,nsv->nls", dout, v)  # the softmax Jacobian without its -P P^T
+    scale = 1 / np.sqrt(q.shape[-1])
+    return (np.einsum("nls,nse->nle", ds, k) * scale,
+            np.einsum("nls,nle->nse", ds, q) * scale, np.einsum("nls,nlv->nsv", p, dout))
+
+
 CASES = [
     (ex.check_linear_backward, linear_backward, linear_backward_no_batch_sum),
     (ex.check_mse_loss, mse_loss, mse_loss_per_row),
@@ -252,6 +291,8 @@ CASES = [
     (ex.check_weight_decay, weight_decay, weight_decay_doubled),
     (ex.check_residual_backward, residual_backward, residual_backward_no_skip),
     (ex.check_global_avg_pool_backward, global_avg_pool_backward, global_avg_pool_backward_sum),
+    (ex.check_rnn_step_backward, rnn_step_backward, rnn_step_backward_skips_tanh_for_h_prev),
+    (ex.check_attention_backward, attention_backward, attention_backward_no_row_sum),
 ]
 IDS = [checker.__name__ for checker, _, _ in CASES]
 
@@ -326,3 +367,11 @@ def test_checker_leaves_minidl_rng_alone():
 def test_not_a_function_is_a_type_error():
     with pytest.raises(TypeError, match="check_relu_backward: expected your function"):
         ex.check_relu_backward(None)
+
+
+def test_attention_checker_covers_the_causal_mask(capsys):
+    def ignores_mask(dout, q, k, v, causal):
+        return attention_backward(dout, q, k, v, False)
+
+    assert ex.check_attention_backward(ignores_mask) is False
+    assert "causal True" in capsys.readouterr().out

@@ -1518,6 +1518,513 @@ plt.show()
              "check_global_avg_pool_backward"),
 ]
 
+
+# --------------------------------------------------------------------------- 09
+NB09 = [
+    md(r'''
+# 09 · Sequences: RNN → LSTM → attention → a GPT block
+
+Everything so far mapped one input to one output. A sequence model reads $T$ steps
+$x_1, \dots, x_T$ and must carry information from early steps to late ones. This
+notebook builds the three answers in the order history found them, each from minidl's
+pieces, each with its backward derived and **gradient-checked in float64**:
+
+1. a **recurrent network** (`minidl.layers.RNN`) and backpropagation through time, and
+   why its gradients vanish;
+2. the **LSTM** (`minidl.layers.LSTM`), whose additive cell state lets them through;
+3. **scaled dot-product attention** (`minidl.functional.scaled_dot_product_attention`
+   and its backward, `minidl.layers.MultiheadAttention`) with the causal mask;
+4. a **GPT block** (`minidl.models.gpt`'s `Block`), then a tiny character-level GPT trained
+   on Tiny Shakespeare, and a look at what its attention heads attend to.
+'''),
+    SETUP,
+    md(r'''
+## 1 · A recurrent network and backpropagation through time
+
+A tanh RNN keeps a hidden state $h_t \in \mathbb{R}^{H}$ and updates it with the same
+weights at every step (minidl stores weights as PyTorch does, `(out, in)`):
+
+$$a_t = W_{ih}\, x_t + b_{ih} + W_{hh}\, h_{t-1} + b_{hh}, \qquad h_t = \tanh(a_t),
+\qquad t = 1, \dots, T.$$
+
+Unrolled in time this is a deep network of $T$ layers that **share** their weights. Its
+backward is the usual chain rule run from $t = T$ down to $1$ (*backpropagation through
+time*, BPTT). $h_t$ reaches the loss twice: directly (through the output at step $t$,
+gradient $\bar g_t$) and through $h_{t+1}$. With $\delta_t = \partial L / \partial a_t$:
+
+$$\frac{\partial L}{\partial h_t} = \bar g_t + W_{hh}^\top \delta_{t+1}, \qquad
+\delta_t = \frac{\partial L}{\partial h_t} \odot \left(1 - h_t^2\right)
+\quad(\delta_{T+1} = 0),$$
+
+and since the weights are shared, their gradients **sum over the steps**:
+
+$$\frac{\partial L}{\partial W_{ih}} = \sum_t \delta_t\, x_t^\top, \qquad
+\frac{\partial L}{\partial W_{hh}} = \sum_t \delta_t\, h_{t-1}^\top, \qquad
+\frac{\partial L}{\partial b} = \sum_t \delta_t, \qquad
+\frac{\partial L}{\partial x_t} = W_{ih}^\top \delta_t .$$
+
+In code, a batch is rows ($x_t$: `(N, D)`), so $W^\top \delta$ becomes `delta @ W`:
+'''),
+    code(r'''
+def rnn_forward(x, h0, w_ih, w_hh, b):
+    """x: (T, N, D), h0: (N, H) -> every step's hidden state hs: (T, N, H)."""
+    hs, h = [], h0
+    for x_t in x:
+        h = np.tanh(x_t @ w_ih.T + h @ w_hh.T + b)
+        hs.append(h)
+    return np.stack(hs)
+
+
+def rnn_backward(dhs, x, h0, hs, w_ih, w_hh):
+    """BPTT. dhs: (T, N, H), the gradient reaching each h_t from the outputs.
+    Returns dx, dw_ih, dw_hh, db, dh0."""
+    dx, dw_ih, dw_hh = np.zeros_like(x), np.zeros_like(w_ih), np.zeros_like(w_hh)
+    db, dh_next = np.zeros(len(w_hh)), np.zeros_like(h0)
+    for t in reversed(range(len(x))):
+        h_prev = hs[t - 1] if t > 0 else h0
+        delta = (dhs[t] + dh_next) * (1 - hs[t] ** 2)   # dL/da_t
+        dx[t] = delta @ w_ih
+        dw_ih += delta.T @ x[t]
+        dw_hh += delta.T @ h_prev
+        db += delta.sum(axis=0)
+        dh_next = delta @ w_hh                           # to step t - 1
+    return dx, dw_ih, dw_hh, db, dh_next
+
+
+T, N, D, H = 6, 3, 4, 5
+rnn = L.RNN(D, H).to(np.float64)                       # minidl's layer, PyTorch's init
+x, h0 = rng.standard_normal((T, N, D)), rng.standard_normal((N, H))
+w_ih, w_hh = rnn.weight_ih_l0.data, rnn.weight_hh_l0.data
+b = rnn.bias_ih_l0.data + rnn.bias_hh_l0.data
+
+hs = rnn_forward(x, h0, w_ih, w_hh, b)
+out, h_n = rnn(x, h0[None])                            # output (T, N, H), h_n (1, N, H)
+dhs = rng.standard_normal(hs.shape)
+dx, dw_ih, dw_hh, db, dh0 = rnn_backward(dhs, x, h0, hs, w_ih, w_hh)
+rnn.zero_grad()
+dx_minidl = rnn.backward(dhs)
+for name, mine, theirs in [("output", hs, out), ("dx", dx, dx_minidl),
+                           ("dW_ih", dw_ih, rnn.weight_ih_l0.grad),
+                           ("dW_hh", dw_hh, rnn.weight_hh_l0.grad),
+                           ("db", db, rnn.bias_hh_l0.grad),
+                           ("dh0", dh0, rnn.grad_initial_state[0])]:
+    print(f"{name:<7} ours vs minidl.layers.RNN: max relative error {rel_error(mine, theirs):.1e}")
+'''),
+    md(r'''
+`RNN`, `LSTM` and `MultiheadAttention` return a pair (output, final state or attention
+weights), while `check_layer` differentiates $\sum (\text{output} \odot dy)$ of a layer with
+one output. A three-line wrapper keeps the first output; then the whole layer (here two
+stacked layers, `batch_first`) is checked against centered finite differences, for the
+input and every parameter:
+'''),
+    code(r'''
+from minidl.module import Module
+
+
+class FirstOutput(Module):
+    """The first output of a layer that returns (output, extra); keyword arguments of
+    the forward are fixed here (e.g. is_causal=True)."""
+
+    def __init__(self, layer, **forward_kwargs):
+        super().__init__()
+        self.layer, self.forward_kwargs = layer, forward_kwargs
+
+    def forward(self, x):
+        return self.layer(x, **self.forward_kwargs)[0]
+
+    def backward(self, dy):
+        self.saved_for_backward(dy)
+        return self.layer.backward(dy)
+
+
+result = check_layer(FirstOutput(L.RNN(3, 4, num_layers=2, batch_first=True)),
+                     rng.standard_normal((2, 5, 3)))
+print(result.table())
+assert result.passed
+'''),
+    md(r'''
+## 2 · Vanishing gradients through time
+
+How much does the last hidden state depend on the input $t$ steps back? The chain rule
+gives a product of $T - t$ Jacobians,
+
+$$\frac{\partial h_T}{\partial h_t} = \prod_{k=t+1}^{T} \operatorname{diag}\!\left(1 - h_k^2\right) W_{hh},$$
+
+and unless $W_{hh}$'s singular values sit just right, such a product shrinks (or grows)
+**geometrically** in $T - t$. Below: a loss on the last step only,
+$L = \langle h_T, g\rangle$, and the norm of $\partial L / \partial x_t$ for every $t$, at
+PyTorch's default initialisation.
+'''),
+    code(r'''
+def input_gradient_norms(layer, steps, batch=8, features=16, seed=0):
+    """||dL/dx_t|| per step t for L = <h_T, g>: a loss on the last output only."""
+    draw = np.random.default_rng(seed)
+    x = draw.standard_normal((steps, batch, features))
+    out, _ = layer(x)
+    d_out = np.zeros_like(out)
+    d_out[-1] = draw.standard_normal(out.shape[1:])
+    layer.zero_grad()
+    dx = layer.backward(d_out)
+    return np.linalg.norm(dx.reshape(steps, -1), axis=1)
+
+
+steps, hidden = (40, 32) if FAST else (100, 64)
+minidl.seed(0)
+lstm_forget_1 = L.LSTM(16, hidden).to(np.float64)
+for bias in (lstm_forget_1.bias_ih_l0, lstm_forget_1.bias_hh_l0):
+    bias.data[hidden:2 * hidden] = 0.5          # gate order i, f, g, o: forget-gate bias 1 in all
+curves = {"RNN (tanh)": L.RNN(16, hidden).to(np.float64),
+          "LSTM": L.LSTM(16, hidden).to(np.float64),
+          "LSTM, forget-gate bias 1": lstm_forget_1}
+plt.figure(figsize=(8, 4))
+for name, layer in curves.items():
+    norms = input_gradient_norms(layer, steps)
+    plt.semilogy(np.arange(1, steps + 1), norms, "o-", ms=3, label=name)
+    print(f"{name:<26} |dL/dx_T| {norms[-1]:.2e}   |dL/dx_1| {norms[0]:.2e}   "
+          f"ratio {norms[0] / norms[-1]:.1e}")
+plt.xlabel("input step t (the loss reads step T only)")
+plt.ylabel("||dL/dx_t||")
+plt.legend()
+plt.title(f"Gradient reaching each input step, T = {steps}, hidden {hidden}")
+plt.show()
+'''),
+    md(r'''
+How to read it: the RNN's gradient falls by orders of magnitude within a few dozen steps,
+so it cannot learn that an early character matters for a late one. The LSTM's falls
+much more slowly, and a forget gate that starts open ($f \approx \sigma(1) = 0.73$, the
+usual trick) slows the decay further still. The next section shows why.
+
+## 3 · The LSTM
+
+The LSTM adds a **cell state** $c_t$, written through gates. From one affine map of
+$x_t$ and $h_{t-1}$ (four blocks of $H$ rows, PyTorch's gate order):
+
+$$\begin{pmatrix} i_t \\ f_t \\ g_t \\ o_t \end{pmatrix} =
+\begin{pmatrix} \sigma \\ \sigma \\ \tanh \\ \sigma \end{pmatrix}
+\left(W_{ih}\, x_t + b_{ih} + W_{hh}\, h_{t-1} + b_{hh}\right), \qquad
+c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t).$$
+
+Backward through one step, given $\partial L/\partial h_t$ (from the output and from step
+$t+1$) and the carried $\partial L/\partial c_t$ from step $t+1$:
+
+$$\frac{\partial L}{\partial o_t} = \frac{\partial L}{\partial h_t} \odot \tanh(c_t), \qquad
+\widehat{dc}_t = \frac{\partial L}{\partial c_t} + \frac{\partial L}{\partial h_t}
+\odot o_t \odot \left(1 - \tanh^2 c_t\right),$$
+
+$$\frac{\partial L}{\partial i_t} = \widehat{dc}_t \odot g_t, \quad
+\frac{\partial L}{\partial g_t} = \widehat{dc}_t \odot i_t, \quad
+\frac{\partial L}{\partial f_t} = \widehat{dc}_t \odot c_{t-1}, \quad
+\frac{\partial L}{\partial c_{t-1}} = \widehat{dc}_t \odot f_t ,$$
+
+then through the gate nonlinearities ($\sigma' = \sigma(1 - \sigma)$,
+$\tanh' = 1 - \tanh^2$) and the affine map exactly as in the RNN. The key line is the last
+one: from $c_t$ back to $c_{t-1}$ the gradient is multiplied by $f_t$ **only**, with no
+weight matrix and no squashing derivative. While the forget gate stays open, the error
+flows back unchanged (Hochreiter and Schmidhuber's "constant error carousel").
+
+minidl's `LSTM` implements these lines in its `_cell_backward`; the check covers all
+of them (two layers, batch of 1 and of 3):
+'''),
+    code(r'''
+for shape in [(4, 1, 3), (3, 3, 2)]:
+    result = check_layer(FirstOutput(L.LSTM(shape[-1], 4, num_layers=2)),
+                         rng.standard_normal(shape))
+    print(result.table())
+    assert result.passed
+'''),
+    md(r'''
+## 4 · Scaled dot-product attention
+
+Recurrence passes information one step at a time. Attention lets every position read
+every other one directly, in one step. For queries $Q \in \mathbb{R}^{L \times d}$,
+keys $K \in \mathbb{R}^{S \times d}$ and values $V \in \mathbb{R}^{S \times d_v}$:
+
+$$S = \frac{Q K^\top}{\sqrt{d}} + M, \qquad P = \operatorname{softmax}_\text{row}(S),
+\qquad O = P\, V .$$
+
+Row $i$ of $P$ says how much query $i$ takes from each value. The $1/\sqrt{d}$ keeps the
+scores of unit-variance queries and keys at unit variance, so the softmax does not
+saturate as $d$ grows. The **causal mask** $M_{ij} = -\infty$ for $j > i$ (else $0$) gives
+those weights exactly $0$: position $i$ sees only positions $\le i$, which is what a
+language model predicting the next token must not break.
+
+**Backward.** $O = PV$ is a matrix product, so $dV = P^\top dO$ and $dP = dO\, V^\top$.
+Each row of $P$ is a softmax of the row of $S$, with Jacobian
+$\operatorname{diag}(p) - p p^\top$, hence row by row
+
+$$dS_{ij} = P_{ij} \Big( dP_{ij} - \sum_{k} dP_{ik} P_{ik} \Big), \qquad
+dQ = \frac{dS\, K}{\sqrt{d}}, \qquad dK = \frac{dS^\top Q}{\sqrt{d}} .$$
+
+Masked entries have $P_{ij} = 0$, so they pass no gradient and need no special case.
+'''),
+    code(r'''
+from minidl.functional import scaled_dot_product_attention, scaled_dot_product_attention_backward
+
+
+def attention(q, k, v, causal):
+    """q (N, L, d), k (N, S, d), v (N, S, dv) -> output (N, L, dv), weights P (N, L, S)."""
+    scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+    if causal:
+        scores = np.where(np.triu(np.ones(scores.shape[1:], bool), k=1), -np.inf, scores)
+    p = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    return p @ v, p
+
+
+def attention_backward(d_out, q, k, v, p):
+    dv = p.transpose(0, 2, 1) @ d_out
+    dp = d_out @ v.transpose(0, 2, 1)
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))   # the softmax Jacobian, per row
+    return ds @ k / np.sqrt(q.shape[-1]), ds.transpose(0, 2, 1) @ q / np.sqrt(q.shape[-1]), dv
+
+
+q, k, v = (rng.standard_normal(shape) for shape in [(2, 5, 4), (2, 5, 4), (2, 5, 3)])
+d_out = rng.standard_normal((2, 5, 3))
+out, p = attention(q, k, v, causal=True)
+ours = attention_backward(d_out, q, k, v, p)
+out_minidl, p_minidl, _ = scaled_dot_product_attention(q, k, v, is_causal=True)
+theirs = scaled_dot_product_attention_backward(d_out, q, k, v, p_minidl)
+print("output vs minidl.functional:", f"{rel_error(out, out_minidl):.1e}")
+for name, tensor, mine, reference in zip(("dq", "dk", "dv"), (q, k, v), ours, theirs):
+    numeric = numerical_gradient(lambda _: float(np.sum(attention(q, k, v, True)[0] * d_out)),
+                                 tensor)   # perturbs `tensor` in place, entry by entry
+    print(f"{name}: vs finite differences {rel_error(mine, numeric):.1e}, "
+          f"vs minidl {rel_error(mine, reference):.1e}")
+print("weights above the diagonal:", p[0][np.triu_indices(5, k=1)].max())
+'''),
+    md(r'''
+`MultiheadAttention` projects the input to $h$ heads of queries, keys and values (one
+GEMM), runs this attention on all heads at once as batched matmuls, and mixes the heads
+with an output projection. Its check covers the projections, both masks and the
+batched backward:
+'''),
+    code(r'''
+x = rng.standard_normal((2, 5, 8))                     # (N, L, E), batch_first
+for causal in (False, True):
+    mha = L.MultiheadAttention(8, num_heads=2, batch_first=True)
+    result = check_layer(FirstOutput(mha, is_causal=causal), x)
+    print(f"is_causal={causal}:", result.table())
+    assert result.passed
+'''),
+    md(r'''
+## 5 · A GPT block
+
+A GPT is a stack of identical **pre-LN Transformer blocks** (nanoGPT's architecture,
+`minidl.models.gpt`):
+
+$$x \leftarrow x + \operatorname{Attn}\big(\operatorname{LN}_1(x)\big), \qquad
+x \leftarrow x + \operatorname{MLP}\big(\operatorname{LN}_2(x)\big), \qquad
+\operatorname{MLP}(z) = \operatorname{GELU}(z W_1 + b_1)\, W_2 + b_2,$$
+
+where Attn is causal multi-head self-attention. Attention mixes information **across
+positions**; the MLP transforms each position on its own. The backward reuses the rule
+of 08: a residual sum sends $dy$ unchanged down the skip and adds the branch's backward,
+
+$$dx_\text{mid} = dy + \operatorname{LN}_2^\top\!\big(\operatorname{MLP}^\top(dy)\big), \qquad
+dx = dx_\text{mid} + \operatorname{LN}_1^\top\!\big(\operatorname{Attn}^\top(dx_\text{mid})\big),$$
+
+($^\top$: the layer's backward), which is `Block.backward` line for line. The whole block,
+input and all 12 parameter tensors, in float64:
+'''),
+    code(r'''
+from functools import partial
+
+from minidl import init, models
+from minidl.gradcheck import check_model_with_loss
+from minidl.models.gpt import Block
+
+block = Block(8, n_head=2, dropout=0.0, bias=True, proj_init=partial(init.normal, std=0.02))
+x = rng.standard_normal((2, 5, 8))                     # (B, T, C)
+result = check_layer(block, x)
+print(result.table())
+assert result.passed
+# And end to end through a loss (the tiny weights of the init would hide a wrong
+# branch, so this time the projections get unit-scale weights):
+for name, param in block.named_parameters():
+    if "c_proj" in name and name.endswith("weight"):
+        param.data[...] = rng.standard_normal(param.shape) * 0.5
+result = check_model_with_loss(block, losses.MSELoss(), x, rng.standard_normal(x.shape))
+print("max relative error through MSELoss:", f"{max(result.errors.values()):.1e}")
+assert result.passed
+'''),
+    md(r'''
+**Why the mask matters**: with it, the output at position $t$ does not depend on any
+input after $t$. The gradient shows it: for a loss on position 2 only, the input
+gradient at positions 3 and 4 is exactly zero.
+'''),
+    code(r'''
+block.to(np.float64)
+y = block(x)
+d_y = np.zeros_like(y)
+d_y[:, 2] = 1.0
+dx = block.backward(d_y)
+print("||dL/dx_t|| for t = 0..4:", np.round(np.linalg.norm(dx, axis=(0, 2)), 4))
+'''),
+    md(r'''
+## 6 · Training a tiny character-level GPT
+
+The data: Tiny Shakespeare (1.1 M characters, char-rnn's corpus), read by
+`minidl.data.load_tiny_shakespeare` from `MINIDL_DATA` (else `~/.cache/minidl`) and
+downloaded when missing, except in FAST mode, which never downloads and falls back on a
+synthetic text (saying so). We keep its first few hundred KB (FAST: 50 KB), build the
+character vocabulary, split 90/10, and draw random windows as nanoGPT does
+(`BlockSampler`): the target at each position is the next character.
+'''),
+    code(r'''
+from minidl.data import (BlockSampler, CharVocab, DatasetError, data_root,
+                         load_tiny_shakespeare, split_text)
+
+
+def synthetic_text(n_chars, seed=0):
+    """A stand-in for Tiny Shakespeare: speaker names and lines of words from a small
+    list, in the corpus' layout (learnable, but not Shakespeare)."""
+    words = ("the king queen lord lady my good sir what shall we do now come here go love "
+             "night day thou art not so and I will speak him her to be fair").split()
+    draw = np.random.default_rng(seed)
+    parts, size = [], 0
+    while size < n_chars:
+        speaker = draw.choice(["KING HENRY", "QUEEN", "ROMEO", "JULIET"])
+        line = " ".join(draw.choice(words, draw.integers(4, 10))).capitalize()
+        parts.append(f"{speaker}:\n{line}.\n\n")
+        size += len(parts[-1])
+    return "".join(parts)[:n_chars]
+
+
+n_chars = 50_000 if FAST else 500_000
+try:
+    text = load_tiny_shakespeare(download=not FAST)
+    print(f"Tiny Shakespeare: the real corpus, from {data_root()}")
+except (FileNotFoundError, DatasetError):
+    if not FAST:
+        raise
+    print(f"Tiny Shakespeare: not found in {data_root()}, so this run uses a SYNTHETIC text "
+          "(FAST mode never downloads); the losses and samples below are not Shakespeare "
+          "results.\nSet MINIDL_DATA to a folder holding tinyshakespeare/input.txt to use it.")
+    text = synthetic_text(n_chars)
+text = text[:n_chars]
+vocab = CharVocab(text)
+train_ids, val_ids = split_text(vocab.encode(text))
+counts = np.bincount(train_ids, minlength=len(vocab)) / len(train_ids)
+unigram = -float(np.sum(counts[counts > 0] * np.log(counts[counts > 0])))
+print(f"{len(text):,} characters, vocabulary of {len(vocab)}; train {len(train_ids):,}, "
+      f"val {len(val_ids):,}")
+print(f"reference losses (nats/char): uniform guess ln {len(vocab)} = {np.log(len(vocab)):.2f}, "
+      f"character frequencies alone {unigram:.2f}")
+print(repr(text[:120]))
+'''),
+    md(r'''
+The model is nanoGPT's, shrunk: token and position embeddings, a few blocks, a final
+LayerNorm, and the output layer tied to the token embedding. The loop is the one of
+`examples/char_gpt.py`: cross-entropy over every position, AdamW, gradient clipping at
+norm 1, and the validation loss estimated now and then on random windows in eval mode.
+FAST mode trains a 28k-parameter model for 250 steps (seconds); the full settings are
+nanoGPT's CPU configuration (4 blocks, 4 heads, width 128, context 64, batch 12, 2000
+steps: about 0.2 s a step, some 7 minutes, on a 2-core CPU).
+'''),
+    code(r'''
+block_size, n_layer, n_head, n_embd = (32, 2, 2, 32) if FAST else (64, 4, 4, 128)
+batch_size, iters, eval_every, lr = (16, 250, 50, 3e-3) if FAST else (12, 2000, 250, 1e-3)
+minidl.seed(0)
+model = models.gpt(len(vocab), block_size, n_layer, n_head, n_embd)
+params = list(model.parameters())
+print(f"GPT: {n_layer} blocks, {n_head} heads, width {n_embd}, context {block_size}: "
+      f"{sum(p.data.size for p in params):,} parameters")
+optimizer = optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.1)
+loss_fn = losses.CrossEntropyLoss()
+train_batches = BlockSampler(train_ids, block_size, batch_size, seed=1)
+
+
+def estimate_val_loss(batches=10):
+    sampler, total = BlockSampler(val_ids, block_size, batch_size, seed=2), 0.0
+    model.eval()
+    for _ in range(batches):
+        x, y = sampler.sample()
+        total += float(loss_fn(model(x).reshape(-1, len(vocab)), y.reshape(-1)))
+        model.drop_saved()
+    model.train()
+    return total / batches
+
+
+train_losses, val_points = [], []
+start = time.perf_counter()
+for it in range(iters + 1):
+    if it % eval_every == 0:
+        val_points.append((it, estimate_val_loss()))
+        seconds = time.perf_counter() - start
+        print(f"iter {it:5d}: val loss {val_points[-1][1]:.3f}  ({seconds:.0f} s)")
+    if it == iters:
+        break
+    x, y = train_batches.sample()
+    logits = model(x)
+    train_losses.append(float(loss_fn(logits.reshape(-1, len(vocab)), y.reshape(-1))))
+    model.zero_grad()
+    model.backward(loss_fn.backward().reshape(logits.shape))
+    optim.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+
+plt.figure(figsize=(8, 3.5))
+window = 10
+smooth = np.convolve(train_losses, np.ones(window) / window, mode="valid")
+plt.plot(np.arange(window, len(train_losses) + 1), smooth, label="train (running mean)")
+plt.plot(*zip(*val_points), "o--", label="validation")
+plt.axhline(unigram, color="gray", ls=":", label="character frequencies alone")
+plt.xlabel("iteration")
+plt.ylabel("loss (nats per character)")
+plt.legend()
+plt.show()
+'''),
+    md(r'''
+A sample (nanoGPT's `generate`: the context cropped to `block_size`, one character drawn at a
+time from the softmax), started from a newline:
+'''),
+    code(r'''
+start_ids = vocab.encode("\n")[None]
+print(vocab.decode(model.generate(start_ids, 300, seed=0)[0]))
+'''),
+    md(r'''
+### What the heads attend to
+
+The weights $P$ of each head of the last block, for one validation window (row: the
+position predicting the next character; column: the position it reads). Everything
+above the diagonal is exactly 0: the causal mask.
+'''),
+    code(r'''
+window_ids = val_ids[:block_size][None]
+model.eval()
+model(window_ids)
+model.drop_saved()
+weights = model.h[-1].attn.attn_weights[0]             # (heads, T, T)
+labels = [repr(ch)[1:-1] or " " for ch in vocab.decode(window_ids[0])]
+fig, axes = plt.subplots(1, n_head, figsize=(4.2 * n_head, 4.2))
+for head, axis in enumerate(np.atleast_1d(axes)):
+    axis.imshow(weights[head], cmap="viridis")
+    axis.set_xticks(range(block_size), labels, fontsize=6)
+    axis.set_yticks(range(block_size), labels, fontsize=6)
+    axis.set(title=f"last block, head {head}", xlabel="position read (key)",
+             ylabel="position predicting the next character (query)")
+plt.tight_layout()
+plt.show()
+print("largest weight above the diagonal:", float(np.triu(weights, k=1).max()))
+'''),
+    md(r'''
+How to read it: typical heads put most weight on the last few characters (a local
+n-gram model), or on the previous space or newline (where the current word or line
+began). A trained model has learnt these patterns from the next-character loss alone.
+'''),
+    exercises_intro([
+        "Write `rnn_step_backward(dh, x, h_prev, w_ih, w_hh, b)` for one RNN step "
+        "`h = tanh(x @ w_ih.T + h_prev @ w_hh.T + b)`, returning "
+        "`(dx, dh_prev, dw_ih, dw_hh, db)`.",
+        "Write `attention_backward(dout, q, k, v, causal)` for "
+        "`out = softmax(q @ k^T / sqrt(E) + M) @ v` (batched over the first axis; M the "
+        "causal mask when `causal`), returning `(dq, dk, dv)`.",
+    ]),
+    exercise("rnn_step_backward(dh, x, h_prev, w_ih, w_hh, b)",
+             "return dx, dh_prev, dw_ih, dw_hh, db", "check_rnn_step_backward"),
+    exercise("attention_backward(dout, q, k, v, causal)", "return dq, dk, dv",
+             "check_attention_backward"),
+]
+
 NOTEBOOKS = {
     "01_backprop_by_hand": NB01,
     "02_mlp_mnist": NB02,
@@ -1527,6 +2034,7 @@ NOTEBOOKS = {
     "06_optimizers": NB06,
     "07_regularisation": NB07,
     "08_residual": NB08,
+    "09_attention": NB09,
 }
 
 
