@@ -198,7 +198,12 @@ def _load_model_state(path, model, state, caller, saved_from=None):
 
 def _check_optimizer_fits(path, optimizer, saved):
     """Compare parameter groups and sizes before anything is loaded."""
-    saved_groups = saved.get("param_groups", [])
+    saved_groups = saved.get("param_groups", []) if isinstance(saved, dict) else None
+    if not isinstance(saved_groups, list) or not all(
+            isinstance(group, dict) and isinstance(group.get("params", []), list)
+            for group in saved_groups):
+        raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
+                              "is corrupt (its param groups are not a list of dicts)")
     own_groups = optimizer.param_groups
     saved_sizes = [len(group.get("params", [])) for group in saved_groups]
     own_sizes = [len(group["params"]) for group in own_groups]
@@ -207,8 +212,13 @@ def _check_optimizer_fits(path, optimizer, saved):
                               f"parameter groups of sizes {saved_sizes}, this "
                               f"{type(optimizer).__name__} has {own_sizes}")
     params = [param for group in own_groups for param in group["params"]]
-    for index, entries in saved.get("state", {}).items():
-        if not 0 <= int(index) < len(params):
+    state = saved.get("state", {})
+    if not isinstance(state, dict) or not all(isinstance(entries, dict)
+                                              for entries in state.values()):
+        raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
+                              "is corrupt (its 'state' is not a dict of dicts)")
+    for index, entries in state.items():
+        if not str(index).isdigit() or not 0 <= int(index) < len(params):
             raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
                                   f"refers to parameter {index}, the optimizer has {len(params)}")
         for name, value in entries.items():
@@ -280,52 +290,101 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, r
     """
     caller = "load_checkpoint"
     restore_rng = checks.boolean(restore_rng, "restore_rng", caller)
+    if loaders is not None and not isinstance(loaders, dict):
+        raise TypeError(f"{caller}: loaders must be a dict name -> DataLoader, got "
+                        f"{checks.describe(loaders)}")
+    loaders = {name: loader for name, loader in (loaders or {}).items() if loader is not None}
     arrays = _read_npz(path, caller)
     meta = _read_meta(path, arrays, caller)
     model_state = {key[len("model/"):]: value for key, value in arrays.items()
                    if key.startswith("model/")}
-
     for role, target in (("optimizer", optimizer), ("scheduler", scheduler)):
         saved_class = meta.get(f"{role}_class")
         if target is not None and saved_class and saved_class != type(target).__name__:
             raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds the state of a "
                                   f"{saved_class}, not of this {type(target).__name__} "
                                   f"({role}); nothing was loaded")
-    optimizer_state = scheduler_state = None
+    content = _read_content(path, meta, arrays, optimizer, scheduler, loaders, restore_rng)
     if optimizer is not None:
-        if meta.get("optimizer") is None:
-            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no optimizer state")
-        optimizer_state = _decode(meta["optimizer"], arrays)
-        _check_optimizer_fits(path, optimizer, optimizer_state)
-    if scheduler is not None:
-        if meta.get("scheduler") is None:
-            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no scheduler state")
-        scheduler_state = _decode(meta["scheduler"], arrays)
-    loader_states = {name: _decode(state, arrays)
-                     for name, state in meta.get("loaders", {}).items()}
-    for name in (loaders or {}):
-        if loaders[name] is not None and name not in loader_states:
-            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no state for the "
-                                  f"{name!r} data loader (it has {sorted(loader_states)})")
+        _check_optimizer_fits(path, optimizer, content["optimizer"])
 
-    _load_model_state(path, model, model_state, caller, saved_from=meta.get("model_class"))
+    # Everything that can be checked without loading is checked; each load below checks
+    # its own part before assigning, and a failure rolls back the objects already loaded.
+    targets = [("model", model, model_state)]
     if optimizer is not None:
-        try:
-            optimizer.load_state_dict(_state_to_param_devices(optimizer_state, optimizer))
-        except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{caller}: the optimizer state in {os.fspath(path)!r} "
-                                  f"(saved from {meta.get('optimizer_class')}) does not fit "
-                                  f"this {type(optimizer).__name__}: {err}") from err
+        targets.append(("optimizer", optimizer,
+                        _state_to_param_devices(content["optimizer"], optimizer)))
     if scheduler is not None:
-        scheduler.load_state_dict(scheduler_state)
-    for name, loader in (loaders or {}).items():
-        if loader is not None:
-            loader.load_state_dict(loader_states[name])
+        targets.append(("scheduler", scheduler, content["scheduler"]))
+    targets += [(f"{name!r} data loader", loader, content["loaders"][name])
+                for name, loader in loaders.items()]
+    _load_all_or_nothing(path, meta, targets, caller)
     if restore_rng:
-        backend.set_rng_state(_decode(meta["rng_state"], arrays))
-    return {"epoch": meta["epoch"], "history": _decode(meta["history"], arrays),
-            "extra": _decode(meta["extra"], arrays), "loaders": loader_states,
+        backend.set_rng_state(content["rng_state"])
+    return {"epoch": content["epoch"], "history": content["history"],
+            "extra": content["extra"], "loaders": content["loaders"],
             "model_class": meta.get("model_class"), "path": os.fspath(path)}
+
+
+def _read_content(path, meta, arrays, optimizer, scheduler, loaders, restore_rng):
+    """Decode and check every part of the metadata that load_checkpoint needs."""
+    caller, name = "load_checkpoint", os.fspath(path)
+    required = {"epoch", "rng_state", "history", "extra", "loaders", "optimizer", "scheduler"}
+    missing = sorted(required - set(meta))
+    if missing:
+        raise CheckpointError(f"{caller}: {name!r} has incomplete metadata (no "
+                              f"{', '.join(missing)}); the file is corrupt or was not "
+                              "written by save_checkpoint. Use another checkpoint.")
+    try:
+        content = {key: _decode(meta[key], arrays) for key in sorted(required)}
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise CheckpointError(f"{caller}: {name!r} has corrupt metadata ({type(err).__name__}: "
+                              f"{err}); use another checkpoint") from err
+    try:
+        content["epoch"] = checks.positive_int(content["epoch"], "the stored epoch", caller,
+                                               allow_zero=True)
+        if not isinstance(content["loaders"], dict):
+            raise TypeError(f"{caller}: the stored loader states must be a dict, got "
+                            f"{checks.describe(content['loaders'])}")
+        if restore_rng:
+            probe = np.random.default_rng()
+            probe.bit_generator.state = content["rng_state"]
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{caller}: {name!r} has corrupt metadata ({err}); use another "
+                              "checkpoint") from err
+    for role, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if target is not None and content[role] is None:
+            raise CheckpointError(f"{caller}: {name!r} holds no {role} state")
+    for key in loaders:
+        if key not in content["loaders"]:
+            raise CheckpointError(f"{caller}: {name!r} holds no state for the {key!r} data "
+                                  f"loader (it has {sorted(content['loaders'])})")
+    return content
+
+
+def _load_all_or_nothing(path, meta, targets, caller):
+    """``load_state_dict`` each (role, object, state); on a failure, put back the
+    snapshots of the objects already loaded and raise CheckpointError naming the file."""
+    done = []
+    try:
+        for role, target, state in targets:
+            snapshot = target.state_dict()
+            if role == "model":
+                _load_model_state(path, target, state, caller, saved_from=meta.get("model_class"))
+            else:
+                try:
+                    target.load_state_dict(state)
+                except (ValueError, TypeError, KeyError, IndexError) as err:
+                    saved = meta.get(f"{role}_class")
+                    origin = f" (saved from a {saved})" if saved else ""
+                    raise CheckpointError(
+                        f"{caller}: the {role} state in {os.fspath(path)!r}{origin} does not fit "
+                        f"this {type(target).__name__}; nothing was loaded: {err}") from err
+            done.append((target, snapshot))
+    except BaseException:
+        for target, snapshot in reversed(done):
+            target.load_state_dict(snapshot)
+        raise
 
 
 def save_weights(path, model):
