@@ -95,10 +95,8 @@ def _encode(value, key, arrays):
     if key in arrays:
         raise TypeError(f"save_checkpoint: two values would be stored under {key!r} "
                         "(a key containing '/', or both 0 and '0' in one dict)")
-    if checks.is_array(value) and np.dtype(value.dtype).hasobject:
-        # np.savez would pickle it, and a checkpoint is never pickled.
-        raise TypeError(f"save_checkpoint: cannot store an array of Python objects (dtype "
-                        f"{value.dtype}, at {key!r}); use numeric arrays, or lists and dicts")
+    if checks.is_array(value):
+        _check_storable(value, key, "save_checkpoint")
     if isinstance(value, np.generic):
         arrays[key] = np.asarray(value)
         return {_SCALAR: key}
@@ -120,6 +118,28 @@ def _encode(value, key, arrays):
         return value
     raise TypeError(f"save_checkpoint: cannot store a value of type {type(value).__name__} "
                     f"(at {key!r}); use arrays, numbers, strings, lists and dicts")
+
+
+def _check_storable(array, key, caller):
+    """Refuse arrays a checkpoint does not hold: Python objects (np.savez would pickle
+    them, and a checkpoint is never pickled) and complex numbers (minidl is real-valued)."""
+    dtype = np.dtype(array.dtype)
+    if dtype.hasobject or dtype.kind == "c":
+        what = "Python objects" if dtype.hasobject else "complex numbers"
+        raise TypeError(f"{caller}: cannot store an array of {what} (dtype {dtype}, at "
+                        f"{key!r}); use real numeric arrays, or lists and dicts")
+
+
+def _model_arrays(model, caller, prefix=""):
+    """The model's state_dict as NumPy arrays keyed ``prefix + name``, each checked."""
+    if not hasattr(model, "state_dict"):
+        raise TypeError(f"{caller}: expected a minidl Module as model, got "
+                        f"{checks.describe(model)}")
+    arrays = {}
+    for name, value in model.state_dict().items():
+        _check_storable(value, prefix + name, caller)
+        arrays[prefix + name] = backend.to_numpy(value)
+    return arrays
 
 
 def _decode(value, arrays):
@@ -148,20 +168,29 @@ def _loader_state(loader):
 
 # --------------------------------------------------------------------------- reading
 def _read_npz(path, caller):
-    """Every array of the .npz at ``path``, read eagerly so corruption shows up here."""
+    """Every array of the .npz at ``path``, read eagerly so corruption shows up here.
+
+    Every error of the zip and .npy layers (a bad CRC, a truncated member, an unknown
+    zip version or compression, an "encrypted" flag, a header that pickles) becomes a
+    CheckpointError naming the file; the file is always closed.
+    """
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single .npy array, not an .npz archive")
-        with data:
-            return {name: data[name] for name in data.files}
+        with open(path, "rb") as handle:
+            data = np.load(handle, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            with data:
+                return {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
+            zlib.error, NotImplementedError, RuntimeError, MemoryError) as err:
+        # zipfile raises NotImplementedError for an unknown version or compression and
+        # RuntimeError for an encrypted member; a forged .npy header can ask for any size.
         raise CheckpointError(
             f"{caller}: cannot read {os.fspath(path)!r}: the file is truncated or corrupt, or "
             f"not a NumPy .npz archive ({type(err).__name__}: {err}). If a save was "
-            "interrupted, use an earlier checkpoint.") from err
+            "interrupted, use an earlier checkpoint; otherwise save the weights again.") from err
 
 
 def _read_meta(path, arrays, caller):
@@ -251,8 +280,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
     minidl RNG state is always stored. Returns ``path``.
     """
     epoch = checks.positive_int(epoch, "epoch", "save_checkpoint", allow_zero=True)
-    arrays = {f"model/{name}": backend.to_numpy(value)
-              for name, value in model.state_dict().items()}
+    arrays = _model_arrays(model, "save_checkpoint", prefix="model/")
     if history is not None and hasattr(history, "to_dict"):
         history = history.to_dict()
     meta = {
@@ -389,7 +417,7 @@ def _load_all_or_nothing(path, meta, targets, caller):
 
 def save_weights(path, model):
     """Save only the model's parameters and buffers: an .npz keyed by state_dict names."""
-    state = {name: backend.to_numpy(value) for name, value in model.state_dict().items()}
+    state = _model_arrays(model, "save_weights")
     return atomic_write(path, lambda handle: np.savez(handle, **state))
 
 
