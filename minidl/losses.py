@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import checks
 from .backend import device_of, get_array_module
 from .checks import float_array
 from .functional import log_softmax, sigmoid, softplus
@@ -43,7 +44,8 @@ class Loss:
     pred_name = "predictions"
 
     def __init__(self, check_values=None):
-        self.check_values = None if check_values is None else bool(check_values)
+        self.check_values = None if check_values is None else \
+            checks.boolean(check_values, "check_values", type(self).__name__)
         self._saved = None
 
     @property

@@ -99,6 +99,9 @@ class ToFloat:
 
     def __init__(self, dtype=None):
         if dtype is not None:
+            if isinstance(dtype, np.generic) or checks.is_array(dtype):  # a value, not a type
+                raise TypeError(f"ToFloat: dtype must be float32 or float64, "
+                                f"got {checks.describe(dtype)}")
             try:
                 dtype = np.dtype(dtype)
             except TypeError:
@@ -109,6 +112,9 @@ class ToFloat:
         self.dtype = dtype
 
     def __call__(self, x, rng=None):
+        if not checks.is_array(x):
+            raise TypeError(f"ToFloat: expected uint8 images (an array), got "
+                            f"{type(x).__name__}")
         if x.dtype != np.uint8:
             raise TypeError(f"ToFloat: expected uint8 images (0..255), got {x.dtype}; "
                             "is ToFloat applied twice?")

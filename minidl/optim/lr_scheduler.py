@@ -38,6 +38,13 @@ def _per_group(value, optimizer, label, name, low=0.0, low_open=False):
     return [checks.real_number(value, label, name, low, low_open=low_open)] * groups
 
 
+def _sequence(value, label, name):
+    """``value`` as a list, if it is a list, tuple or 1-D array; else a TypeError."""
+    if isinstance(value, (list, tuple)) or (checks.is_array(value) and value.ndim == 1):
+        return list(value)
+    raise TypeError(f"{name}: {label} must be a list, got {checks.describe(value)}")
+
+
 def _int_at_least(low):
     return lambda value, label, name: checks.integer(value, label, name, low=low)
 
@@ -128,10 +135,26 @@ class LRScheduler:
         raise NotImplementedError(f"{self._name} does not implement get_lr")
 
     def step(self):
-        """Advance one step (epoch or batch) and set every group's lr."""
+        """Advance one step (epoch or batch) and set every group's lr.
+
+        An lr that overflows or is not a finite non-negative number (a gamma > 1 over
+        many steps, a lambda returning NaN) is an error, and no group is changed.
+        """
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = float(lr)
+        try:
+            lrs = [checks.real_number(lr, f"the lr of param group {i} at step "
+                                          f"{self.last_epoch}", self._name, 0.0)
+                   for i, lr in enumerate(self.get_lr())]
+        except OverflowError:
+            self.last_epoch -= 1
+            raise ValueError(f"{self._name}: the lr overflows at step {self.last_epoch + 1} "
+                             "(too large to be a float); check gamma and the schedule's "
+                             "length") from None
+        except BaseException:
+            self.last_epoch -= 1
+            raise
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self):
@@ -194,8 +217,9 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [base_lr * fn(self.last_epoch)
-                for base_lr, fn in zip(self.base_lrs, self.lr_lambdas)]
+        factors = [checks.real_number(fn(self.last_epoch), f"lr_lambda({self.last_epoch})",
+                                      "LambdaLR", 0.0) for fn in self.lr_lambdas]
+        return [base_lr * factor for base_lr, factor in zip(self.base_lrs, factors)]
 
 
 class StepLR(LRScheduler):
@@ -221,7 +245,7 @@ class MultiStepLR(LRScheduler):
     _state_checks = {"milestones": _list_of(_int_at_least(0)), "gamma": _real_at_least(0.0, low_open=True)}
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
-        milestones = list(milestones)
+        milestones = _sequence(milestones, "milestones", "MultiStepLR")
         self.milestones = sorted(checks.positive_int(m, f"milestones[{i}]", "MultiStepLR",
                                                      allow_zero=True)
                                  for i, m in enumerate(milestones))
@@ -312,8 +336,8 @@ class PiecewiseLinearLR(LRScheduler):
     def __init__(self, optimizer, milestones, factors, last_epoch=-1):
         name = type(self).__name__
         milestones = [checks.positive_int(m, f"milestones[{i}]", name, allow_zero=True)
-                      for i, m in enumerate(milestones)]
-        factors = [checks.real_number(f, f"factors[{i}]", name, 0.0) for i, f in enumerate(factors)]
+                      for i, m in enumerate(_sequence(milestones, "milestones", name))]
+        factors = [checks.real_number(f, f"factors[{i}]", name, 0.0) for i, f in enumerate(_sequence(factors, "factors", name))]
         if len(milestones) != len(factors) or not milestones:
             raise ValueError(f"{name}: expected as many milestones as factors "
                              f"(at least one), got {len(milestones)} and {len(factors)}")
@@ -400,6 +424,9 @@ class OneCycleLR(LRScheduler):
                                 * checks.positive_int(steps_per_epoch, "steps_per_epoch", name))
         else:
             raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
+        if self.total_steps > 2 ** 53:  # beyond exact float step positions
+            raise ValueError(f"OneCycleLR: total_steps must be at most 2**53, got "
+                             f"{self.total_steps}")
         pct_start = checks.real_number(pct_start, "pct_start", name, 0.0, 1.0)
         self.anneal_strategy = checks.choice(anneal_strategy, "anneal_strategy", name,
                                              ("cos", "linear"))
@@ -427,9 +454,11 @@ class OneCycleLR(LRScheduler):
         max_lrs = _per_group(max_lr, optimizer, "max_lr", "OneCycleLR", low_open=True)
         if last_epoch == -1:
             for group, peak in zip(optimizer.param_groups, max_lrs):
-                group["initial_lr"] = peak / div_factor
+                initial = checks.real_number(peak / div_factor, "max_lr / div_factor", name)
+                group["initial_lr"] = initial
                 group["max_lr"] = peak
-                group["min_lr"] = group["initial_lr"] / final_div_factor
+                group["min_lr"] = checks.real_number(
+                    initial / final_div_factor, "max_lr / div_factor / final_div_factor", name)
         self.cycle_momentum = checks.boolean(cycle_momentum, "cycle_momentum", name)
         self.use_beta1 = "betas" in optimizer.defaults
         if self.cycle_momentum:
@@ -556,7 +585,7 @@ class ReduceLROnPlateau:
 
     def step(self, metric):
         """Record one value of the monitored metric (a number or a 0-d array)."""
-        value = float(metric)
+        value = checks.real_number(metric, "metric", "ReduceLROnPlateau")
         self.last_epoch += 1
         if self.is_better(value, self.best):
             self.best = value

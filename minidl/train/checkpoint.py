@@ -120,6 +120,28 @@ def _encode(value, key, arrays):
                     f"(at {key!r}); use arrays, numbers, strings, lists and dicts")
 
 
+def _check_path(path, caller):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{caller}: path must be a file path (str or os.PathLike), got "
+                        f"{checks.describe(path)}")
+    return path
+
+
+def _check_model(model, caller):
+    if not (hasattr(model, "state_dict") and hasattr(model, "load_state_dict")):
+        raise TypeError(f"{caller}: expected a minidl Module as model, got "
+                        f"{checks.describe(model)}")
+
+
+def _check_stateful(caller, **objects):
+    """Each given object (optimizer, scheduler, loader) must have state_dict methods."""
+    for role, value in objects.items():
+        if value is not None and not (hasattr(value, "state_dict")
+                                      and hasattr(value, "load_state_dict")):
+            raise TypeError(f"{caller}: {role} must be a minidl object with state_dict() "
+                            f"(or None), got {checks.describe(value)}")
+
+
 def _check_storable(array, key, caller):
     """Refuse arrays a checkpoint does not hold: Python objects (np.savez would pickle
     them, and a checkpoint is never pickled) and complex numbers (minidl is real-valued)."""
@@ -279,6 +301,9 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
     (its ``state_dict()`` is stored) or name -> an already taken loader state. The
     minidl RNG state is always stored. Returns ``path``.
     """
+    _check_path(path, "save_checkpoint")
+    _check_model(model, "save_checkpoint")
+    _check_stateful("save_checkpoint", optimizer=optimizer, scheduler=scheduler)
     epoch = checks.positive_int(epoch, "epoch", "save_checkpoint", allow_zero=True)
     arrays = _model_arrays(model, "save_checkpoint", prefix="model/")
     if history is not None and hasattr(history, "to_dict"):
@@ -317,11 +342,15 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, r
     stored loader states by name), ``model_class`` and ``path``.
     """
     caller = "load_checkpoint"
+    _check_path(path, caller)
+    _check_model(model, caller)
     restore_rng = checks.boolean(restore_rng, "restore_rng", caller)
     if loaders is not None and not isinstance(loaders, dict):
         raise TypeError(f"{caller}: loaders must be a dict name -> DataLoader, got "
                         f"{checks.describe(loaders)}")
     loaders = {name: loader for name, loader in (loaders or {}).items() if loader is not None}
+    _check_stateful(caller, optimizer=optimizer, scheduler=scheduler,
+                    **{f"loaders[{name!r}]": loader for name, loader in loaders.items()})
     arrays = _read_npz(path, caller)
     meta = _read_meta(path, arrays, caller)
     model_state = {key[len("model/"):]: value for key, value in arrays.items()
@@ -417,6 +446,7 @@ def _load_all_or_nothing(path, meta, targets, caller):
 
 def save_weights(path, model):
     """Save only the model's parameters and buffers: an .npz keyed by state_dict names."""
+    _check_path(path, "save_weights")
     state = _model_arrays(model, "save_weights")
     return atomic_write(path, lambda handle: np.savez(handle, **state))
 
@@ -424,6 +454,8 @@ def save_weights(path, model):
 def load_weights(path, model):
     """Load weights saved by :func:`save_weights` (or the model part of a checkpoint)."""
     caller = "load_weights"
+    _check_path(path, caller)
+    _check_model(model, caller)
     arrays = _read_npz(path, caller)
     saved_from = None
     if META_KEY in arrays:  # a full checkpoint: take its model entries
