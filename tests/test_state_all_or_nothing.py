@@ -184,7 +184,7 @@ def test_scheduler_refuses_another_classes_state(source, target):
     ("StepLR", "last_epoch", 1.5, "last_epoch must be"),
     ("StepLR", "base_lrs", [0.1, 0.1], "one per param group"),
     ("StepLR", "last_lr", 0.1, "last_lr must be a list"),
-    ("StepLR", "last_lr", [-1.0], "last_lr"),
+    ("StepLR", "last_lr", [float("nan")], "last_lr"),
     ("CosineAnnealingLR", "T_max", 2.0, "T_max must be"),
     ("CosineAnnealingLR", "eta_min", None, "eta_min must be"),
     ("MultiStepLR", "milestones", [1, -4], "milestones"),

@@ -99,7 +99,7 @@ class ToFloat:
 
     def __init__(self, dtype=None):
         if dtype is not None:
-            if isinstance(dtype, np.generic) or checks.is_array(dtype):  # a value, not a type
+            if isinstance(dtype, (np.generic, np.ndarray)):  # a value, not a type
                 raise TypeError(f"ToFloat: dtype must be float32 or float64, "
                                 f"got {checks.describe(dtype)}")
             try:

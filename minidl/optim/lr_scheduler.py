@@ -72,7 +72,7 @@ def _list_of(check, length=None):
 
 
 def _reals_per_group(groups):
-    return _list_of(_real_at_least(0.0), groups)
+    return _list_of(_real_at_least(None), groups)
 
 
 def _one_of(*options):
@@ -137,13 +137,13 @@ class LRScheduler:
     def step(self):
         """Advance one step (epoch or batch) and set every group's lr.
 
-        An lr that overflows or is not a finite non-negative number (a gamma > 1 over
+        An lr that overflows or is not a finite number (a gamma > 1 over
         many steps, a lambda returning NaN) is an error, and no group is changed.
         """
         self.last_epoch += 1
         try:
             lrs = [checks.real_number(lr, f"the lr of param group {i} at step "
-                                          f"{self.last_epoch}", self._name, 0.0)
+                                          f"{self.last_epoch}", self._name)
                    for i, lr in enumerate(self.get_lr())]
         except OverflowError:
             self.last_epoch -= 1
@@ -218,7 +218,7 @@ class LambdaLR(LRScheduler):
 
     def get_lr(self):
         factors = [checks.real_number(fn(self.last_epoch), f"lr_lambda({self.last_epoch})",
-                                      "LambdaLR", 0.0) for fn in self.lr_lambdas]
+                                      "LambdaLR") for fn in self.lr_lambdas]
         return [base_lr * factor for base_lr, factor in zip(self.base_lrs, factors)]
 
 
