@@ -124,6 +124,8 @@ def _check_path(path, caller):
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{caller}: path must be a file path (str or os.PathLike), got "
                         f"{checks.describe(path)}")
+    if not os.fspath(path):
+        raise ValueError(f"{caller}: path is empty; give a file name such as 'run.npz'")
     return path
 
 
