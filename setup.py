@@ -11,6 +11,12 @@ setup(
     install_requires=["numpy>=1.22", "tqdm>=4.60", "matplotlib>=3.5", "threadpoolctl>=3"],
     extras_require={
         "gpu": ["cupy-cuda12x"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "distributed": ["mpi4py>=3.1", "mpich"],
+        # The tests launch `mpiexec -n 2` (mpich's wheel ships it), so they need the
+        # distributed extra too.
+        "test": ["pytest>=7", "hypothesis>=6", "mpi4py>=3.1", "mpich"],
+        # The documentation site: mkdocs build --strict (see mkdocs.yml).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26",
+                 "mkdocstrings-python>=1.16", "mkdocs-jupyter>=0.25"],
     },
 )

@@ -7,12 +7,16 @@ Printed per network: median milliseconds per step, the ratio minidl / PyTorch ag
 the target of issue 6, and the share of minidl's step spent inside matrix products
 (GEMM), measured by sampling the main thread's current line (see ``StackSampler``).
 
-    python benchmarks/bench_cpu.py                  # all three networks
+    python benchmarks/bench_cpu.py                  # every network
     python benchmarks/bench_cpu.py --only cnn --steps 5 --warmup 1
     python benchmarks/bench_cpu.py --threads 2      # BLAS, copy and torch threads
 
 Networks: (a) MLP 784-512-512-10 at batch 100, (b) the MNIST CNN (570,436 parameters)
-at batch 64, (c) ResNet-18 for CIFAR-10 (3x3 stem, 11,173,962 parameters) at batch 128.
+at batch 64, (c) ResNet-18 for CIFAR-10 (3x3 stem, 11,173,962 parameters) at batch 128,
+(d) a 2-layer LSTM (hidden 128, char-rnn sized: 65 inputs, 64 time steps, batch 32)
+classifying each sequence from its last hidden state (the time is the LSTM's BPTT),
+(e) nanoGPT's Shakespeare-char CPU model (4 layers, 4 heads, 128 wide, block 64, batch 12,
+tanh GELU, 809,856 parameters) predicting the next character at every position.
 PyTorch is optional: without it, minidl's times are printed and the reference is marked
 missing. Inputs are random (timing does not depend on the values).
 """
@@ -25,8 +29,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per network")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--only", default="mlp,cnn,resnet18",
-                        help="comma-separated subset of: mlp, cnn, resnet18")
+    parser.add_argument("--only", default="mlp,cnn,resnet18,lstm,gpt",
+                        help="comma-separated subset of: mlp, cnn, resnet18, lstm, gpt")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for BLAS, minidl's copies and PyTorch (default: all cores)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
@@ -45,13 +49,52 @@ NETWORKS = {
     "mlp": (100, (784,), 1.0, "MLP 784-512-512-10"),
     "cnn": (64, (1, 28, 28), 1.6, "MNIST CNN (570k)"),
     "resnet18": (128, (3, 32, 32), 2.0, "ResNet-18 CIFAR"),
+    "lstm": (32, (64, 65), 2.0, "LSTM 2x128, 64 steps"),
+    # nanoGPT's Shakespeare-char CPU model (tanh GELU, as examples/char_gpt.py); inputs and
+    # targets are (batch, block) character indices.
+    "gpt": (12, (64,), 1.5, "GPT 4x4x128, block 64"),
 }
 
 
 # --------------------------------------------------------------------------- the networks
+def lstm_classifier():
+    """LSTM(65, 128, num_layers=2, batch_first) -> last step's h -> Linear(128, 10)."""
+    import numpy as np
+
+    from minidl import Module, layers
+
+    class LSTMClassifier(Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = layers.LSTM(65, 128, num_layers=2, batch_first=True)
+            self.head = layers.Linear(128, 10)
+
+        def set_needs_input_grad(self, needed):
+            super().set_needs_input_grad(needed)
+            self.lstm.set_needs_input_grad(needed)
+            return self
+
+        def forward(self, x):
+            output = self.lstm(x)[0]
+            self.save_for_backward(output.shape)
+            return self.head(output[:, -1])
+
+        def backward(self, dy):
+            output_shape = self.saved_for_backward(dy)
+            d_output = np.zeros(output_shape, dtype=dy.dtype)
+            d_output[:, -1] = self.head.backward(dy)
+            return self.lstm.backward(d_output)
+
+    return LSTMClassifier()
+
+
 def minidl_network(name):
     """The networks the examples train, from the model zoo."""
     from minidl import models
+    if name == "lstm":
+        return lstm_classifier()
+    if name == "gpt":
+        return models.gpt(65, 64, n_layer=4, n_head=4, n_embd=128, gelu_approximate="tanh")
     if name == "mlp":
         return models.mlp([784, 512, 512, 10])
     if name == "cnn":
@@ -61,6 +104,20 @@ def minidl_network(name):
 
 def torch_network(name, torch):
     nn = torch.nn
+    if name == "gpt":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from char_gpt_torch import GPT
+        return GPT(65, 64, n_layer=4, n_head=4, n_embd=128, gelu="tanh")
+    if name == "lstm":
+        class LSTMClassifier(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = nn.LSTM(65, 128, num_layers=2, batch_first=True)
+                self.head = nn.Linear(128, 10)
+
+            def forward(self, x):
+                return self.head(self.lstm(x)[0][:, -1])
+        return LSTMClassifier()
     if name == "mlp":
         return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                              nn.Linear(512, 10))
@@ -157,10 +214,11 @@ def minidl_step_function(model, x, y):
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.set_needs_input_grad(False)  # as the Trainer does; PyTorch's input needs no grad either
 
-    def step():
+    def step():  # logits (..., classes) against targets (...): one row per prediction
         optimizer.zero_grad()
-        loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        logits = model(x)
+        loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        model.backward(loss_fn.backward().reshape(logits.shape))
         optimizer.step()
     return step
 
@@ -171,7 +229,8 @@ def torch_step_function(model, x, y, torch):
 
     def step():
         optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
+        logits = model(x)
+        loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
         optimizer.step()
     return step
 
@@ -191,8 +250,12 @@ def benchmark(name, args, torch):
     batch, shape, target, label = NETWORKS[name]
     minidl.seed(0)
     draw = np.random.default_rng(0)
-    x = draw.standard_normal((batch,) + shape).astype(np.float32)
-    y = draw.integers(0, 10, size=batch)
+    if name == "gpt":  # character indices in, the next characters as targets
+        x = draw.integers(0, 65, size=(batch,) + shape)
+        y = draw.integers(0, 65, size=(batch,) + shape)
+    else:
+        x = draw.standard_normal((batch,) + shape).astype(np.float32)
+        y = draw.integers(0, 10, size=batch)
     model = minidl_network(name)
     ours = minidl_step_function(model, x, y)
     theirs = None

@@ -186,13 +186,14 @@ def main(argv=None):
     p = cifar_common.parser(__doc__, epochs=20, batch_size=128, lr=0.1, out="runs/bn_study")
     p.add_argument("--lrs", type=float, nargs="+", default=None,
                    help="learning rates to train both networks with (default: --lr)")
-    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--width", type=int, default=64,
                    help="VGG-A first-stage width (64 in the paper; 16 for quick CPU runs)")
     p.add_argument("--step-sizes", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.4],
                    help="distances eta moved along -grad by the probes")
     p.add_argument("--probe-every", type=int, default=10, help="probe every k training steps")
-    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=5000,
+                   help="training images held out for validation")
     args = p.parse_args(argv)
     lrs = args.lrs or [args.lr]
     if args.smoke:
@@ -252,4 +253,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cifar_common.common.cli(main)

@@ -273,7 +273,8 @@ def train(args, model, loss_fn, optimizer, scheduler, train_loader, test_loader,
 
 def main(argv=None):
     p = cifar_common.parser(__doc__, epochs=None, batch_size=None, lr=None, out="runs/cifar10_fast")
-    p.add_argument("--recipe", choices=("airbench", "resnet9"), default="airbench")
+    p.add_argument("--recipe", choices=("airbench", "resnet9"), default="airbench",
+                   help="airbench94-style net or Page's ResNet-9 (sets the other defaults)")
     p.add_argument("--tta", type=int, choices=(0, 1, 2), default=None,
                    help="test-time augmentation: 0 none, 1 flip, 2 flip x 3 shifts "
                         "(default: 2 for airbench, 1 for resnet9)")
@@ -349,4 +350,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cifar_common.common.cli(main)

@@ -39,13 +39,15 @@ def build_model(name, width=64):
 
 
 def main(argv=None):
-    p = cifar_common.parser(__doc__, epochs=200, batch_size=128, lr=0.01, out="runs/cifar10_resnet")
-    p.add_argument("--model", choices=sorted(REPORTED), default="resnet18")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p = cifar_common.parser(__doc__, epochs=200, batch_size=128, lr=0.01, out="runs/cifar10_resnet",
+                              distributed=True)
+    p.add_argument("--model", choices=sorted(REPORTED), default="resnet18", help="network")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
     p.add_argument("--patience", type=int, default=5,
                    help="ReduceLROnPlateau: epochs without improvement before lr /= 10")
-    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=5000,
+                   help="training images held out for validation")
     p.add_argument("--width", type=int, default=64,
                    help="channels of the first ResNet stage (doubled by resnet18_wide)")
     args = p.parse_args(argv)
@@ -71,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cifar_common.common.cli(main)

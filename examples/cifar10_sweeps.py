@@ -105,10 +105,12 @@ def plot_sweep(sweep, results, path):
 def main(argv=None):
     p = cifar_common.parser(__doc__, epochs=25, batch_size=128, lr=0.01, out="runs/cifar10_sweeps")
     p.add_argument("--tables", default="loss,activation,optimizer,weight_decay",
-                   help="comma-separated sweeps to run (default: all four)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+                   help="comma-separated sweeps to run")
+    p.add_argument("--weight-decay", type=float, default=5e-4,
+                   help="L2 weight decay of the runs outside the weight-decay sweep")
     p.add_argument("--width", type=int, default=64, help="channels of ResNet-18's first stage")
-    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=5000,
+                   help="training images held out for validation")
     args = p.parse_args(argv)
     sweeps = [s.strip() for s in args.tables.split(",") if s.strip()]
     unknown = sorted(set(sweeps) - set(REPORTED))
@@ -163,4 +165,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cifar_common.common.cli(main)

@@ -23,7 +23,8 @@ import numpy as np
 
 import common
 import minidl
-from minidl import data, losses
+from minidl import data, layers, losses
+from minidl import distributed as dist
 from minidl.train import Trainer, save_weights
 
 CLASSES = data.CIFAR10_CLASSES
@@ -31,9 +32,10 @@ CLASSES = data.CIFAR10_CLASSES
 MEAN, STD = data.CIFAR10_MEAN, data.CIFAR10_STD
 
 
-def parser(description, epochs, batch_size, lr, out):
+def parser(description, epochs, batch_size, lr, out, distributed=False):
     """The shared CLI (see :func:`common.parser`) plus the CIFAR subset flags."""
-    p = common.parser(description, epochs=epochs, batch_size=batch_size, lr=lr, out=out)
+    p = common.parser(description, epochs=epochs, batch_size=batch_size, lr=lr, out=out,
+                      distributed=distributed)
     p.add_argument("--subset", type=int, default=None, metavar="N",
                    help="train on N randomly chosen training images (default: all)")
     p.add_argument("--test-subset", type=int, default=None, metavar="M",
@@ -91,7 +93,7 @@ def cifar10_splits(args, val_size=5000, smoke_sizes=(128, 64)):
         (x_train, y_train), (x_test, y_test) = synthetic_cifar10(*smoke_sizes, seed=args.seed)
         val_size = min(val_size, smoke_sizes[0] // 4)
     else:
-        (x_train, y_train), (x_test, y_test) = data.load_cifar10(root=args.data_dir)
+        (x_train, y_train), (x_test, y_test) = common.load_dataset("cifar10", args)
     val = None
     if val_size:
         (x_train, y_train), val = data.train_val_split(
@@ -158,16 +160,22 @@ def run(args, model, optimizer, name, train_loader, val_loader, test_loader, sch
     added to it) with the history's columns under ``"history"``.
     """
     model.to(minidl.current_device())
+    bare_model = model
+    if getattr(args, "distributed", False):
+        # Batch statistics over all ranks: the run is then one big batch split up.
+        bare_model = layers.convert_sync_batchnorm(model)  # keeps the optimizer's Params
+        model = dist.DataParallel(bare_model)
     loss_fn = losses.CrossEntropyLoss() if loss_fn is None else loss_fn
-    trainer = Trainer(model, loss_fn, optimizer, scheduler=scheduler, callbacks=callbacks,
-                      scheduler_interval=scheduler_interval, quiet=args.quiet)
+    trainer = Trainer(model, loss_fn, optimizer, scheduler=scheduler,
+                      scheduler_interval=scheduler_interval,
+                      **common.progress_options(args, callbacks))
     epochs = args.epochs if epochs is None else epochs
     start = time.perf_counter()
     history = trainer.fit(train_loader, val_loader, epochs=epochs)
     seconds = time.perf_counter() - start
     test_metrics = trainer.evaluate(test_loader)
-    if save:
-        save_weights(os.path.join(args.out, f"{name}_weights.npz"), model)
+    if save and dist.rank() == 0:
+        save_weights(os.path.join(args.out, f"{name}_weights.npz"), bare_model)
     result = report(args, name, history, test_metrics, seconds, model, extra=extra, plot=plot)
     result["history"] = history.to_dict()
     return result

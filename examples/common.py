@@ -3,44 +3,196 @@
 Every example accepts ``--epochs --batch-size --lr --data-dir --device --seed --out``
 and ``--smoke`` (a few steps on synthetic data, for the test suite), and writes
 ``NAME_history.json``, ``NAME_history.csv``, ``NAME_curves.png``, ``NAME_result.txt`` and
-``NAME_result.json`` into ``--out``.
+``NAME_result.json`` into ``--out``; :func:`cli` runs a script's ``main`` and then says
+where the files went.
+
+Progress: a tqdm bar per epoch on a terminal; when stdout or stderr is not a terminal
+(a log file, CI) one plain line per epoch instead (:func:`progress_options`).
+
+A data set that is neither on disk nor downloadable stops the script at once with the
+fix (:func:`load_dataset`), not after every download retry.
+
+``--distributed`` (mnist_mlp, mnist_cnn, cifar10_resnet): data-parallel training over
+the processes ``mpiexec`` starts
+(``mpiexec -n 2 python examples/mnist_mlp.py --distributed``): the model is wrapped in
+``minidl.distributed.DataParallel``, the loaders shard the data, ``--batch-size`` is per
+rank, and only rank 0 prints and writes the outputs.
 """
 import argparse
 import json
 import os
 import platform
+import socket
+import sys
 import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 
 import minidl
 from minidl import data, losses, optim
-from minidl.train import Trainer, plot_history
+from minidl import distributed as dist
+from minidl.data.datasets import DATASETS
+from minidl.train import Callback, Trainer, plot_history
 
 
-def parser(description, epochs, batch_size, lr, out):
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the canonical files (default: $MINIDL_DATA or ~/.cache/minidl)")
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` keeps the docstring's layout (its command examples) and shows each
+    option's default; ``None`` and ``False`` defaults (flags, "chosen per model") are left
+    to the option's own help text."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or "%(default)" in text):
+            return text
+        return super()._get_help_string(action)
+
+
+def parser(description, epochs, batch_size, lr, out, distributed=False):
+    """The shared CLI; ``distributed``: the script trains through :func:`train_and_report`
+    or ``cifar_common.run`` only, so it can offer ``--distributed``."""
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    per_model = " (default: chosen per model or recipe)"
+    p.add_argument("--epochs", type=int, default=epochs,
+                   help="training epochs" + ("" if epochs is not None else per_model))
+    p.add_argument("--batch-size", type=int, default=batch_size,
+                   help="training batch size" + ("" if batch_size is not None else per_model))
+    p.add_argument("--lr", type=float, default=lr,
+                   help="(peak) learning rate" + ("" if lr is not None else per_model))
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder with the canonical data set files (default: $MINIDL_DATA, "
+                        "else ~/.cache/minidl, where missing files are downloaded)")
     p.add_argument("--device", default=None, choices=["cpu", "gpu"],
-                   help="default: $MINIDL_DEVICE or cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=out, help="output folder")
+                   help="where to train (default: $MINIDL_DEVICE, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and splits")
+    p.add_argument("--out", default=out, metavar="DIR", help="output folder")
     p.add_argument("--smoke", action="store_true",
                    help="a few steps on small synthetic data (used by the tests)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    if distributed:
+        p.add_argument("--distributed", action="store_true",
+                       help="data-parallel over mpiexec's processes (batch size per rank)")
     return p
 
 
+_OUTPUT_FOLDER = None  # set by setup(); cli() lists what the run wrote there
+
+
 def setup(args):
-    """Seed, select the device, create the output folder."""
-    minidl.seed(args.seed)
+    """Seed, select the device, create the output folder; join the other ranks."""
+    global _OUTPUT_FOLDER
     if args.device:
         minidl.use_device(args.device)
+    if getattr(args, "distributed", False):
+        dist.init()
+        if dist.rank() != 0:  # one rank speaks for all (errors still reach stderr)
+            sys.stdout = open(os.devnull, "w")
+    # Per-rank dropout draws; the weights are rank 0's (DataParallel broadcasts them),
+    # and the data split and shuffles use args.seed itself, the same on every rank.
+    minidl.seed(args.seed + dist.rank())
     os.makedirs(args.out, exist_ok=True)
+    _OUTPUT_FOLDER = args.out
+
+
+def cli(main):
+    """Run a script's ``main()``; then print the folder its files went to and their names."""
+    started = time.time()
+    main()
+    if _OUTPUT_FOLDER is None or not os.path.isdir(_OUTPUT_FOLDER):
+        return
+    written = sorted(entry.name for entry in os.scandir(_OUTPUT_FOLDER)
+                     if entry.is_file() and entry.stat().st_mtime >= started - 1)
+    if written:
+        print(f"wrote {len(written)} files to {os.path.abspath(_OUTPUT_FOLDER)}/: "
+              + ", ".join(written), flush=True)
+
+
+# ---------------------------------------------------------------------- data sets
+def load_dataset(name, args):
+    """``minidl.data.load_<name>(root=args.data_dir)``, failing fast with the fix first.
+
+    Files on disk are used as they are. If they are missing and the download server's
+    name does not even resolve (no network), the script stops at once with what to do,
+    instead of working through every mirror and retry first. A failed download or a
+    damaged file also stops it with the fix first and the loader's details after.
+    """
+    spec = DATASETS[name]
+    loader = getattr(data, spec.loader)
+    try:
+        return loader(root=args.data_dir, download=False)
+    except FileNotFoundError:
+        pass
+    except data.DatasetError as error:  # a damaged file: the message names it and the fix
+        raise SystemExit(f"{os.path.basename(sys.argv[0])}: {error}")
+    root = data.data_root(args.data_dir)
+    offline = _no_network_reason(spec.mirrors[0])
+    if offline:
+        raise SystemExit(_fix_for_missing(spec, root, f"and cannot be downloaded: {offline}"))
+    print(f"{spec.name}: not found in {root}; downloading it to {root / spec.name}/", flush=True)
+    try:
+        return loader(root=args.data_dir, download=True)
+    except data.DatasetError as error:
+        raise SystemExit(_fix_for_missing(spec, root, "and the download failed")
+                         + f"\n\ndetails:\n{error}")
+
+
+def _no_network_reason(url):
+    """Why ``url`` cannot be reached (its host name does not resolve), or None.
+
+    Behind a proxy the proxy resolves names, so nothing is checked there."""
+    if urllib.request.getproxies():
+        return None
+    host = urllib.parse.urlsplit(url).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as error:
+        return f"{host} does not resolve ({error})"
+    return None
+
+
+def _fix_for_missing(spec, root, reason):
+    script = os.path.basename(sys.argv[0]) or "the example"
+    files = "\n".join(f"    {remote.filename}" for remote in spec.files.values())
+    return (f"{script}: the {spec.name} files are not in {root}, {reason}.\n"
+            f"Fix: put these files, unchanged (still compressed), into a folder:\n{files}\n"
+            f"and point the example at it:\n"
+            f"    MINIDL_DATA=/path/to/{spec.name} python examples/{script}\n"
+            f"(or --data-dir /path/to/{spec.name}); or run once with network access, which "
+            f"downloads them to {root / spec.name}/.")
+
+
+# ---------------------------------------------------------------------- progress
+class EpochLines(Callback):
+    """One plain line per epoch (for logs, where a progress bar would print every update)."""
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        parts = [f"epoch {epoch}"]
+        for key in ("train_loss", "train_top1", "val_loss", "val_top1"):
+            value = logs.get(key)
+            if value is not None:
+                parts.append(f"{key} {value:.4f}" if key.endswith("loss")
+                             else f"{key} {100 * value:.2f} %")
+        parts.append(f"lr {logs['lr']:.3g}, {logs['seconds']:.1f} s")
+        print(", ".join(parts), flush=True)
+
+    def on_train_end(self, trainer):
+        if trainer.stop_training:
+            print(f"stopped early after epoch {trainer.epoch}", flush=True)
+
+
+def progress_options(args, callbacks=()):
+    """``Trainer`` keyword arguments for the progress display: a tqdm bar on a terminal,
+    :class:`EpochLines` when stdout or stderr (where tqdm draws) is redirected, nothing
+    with ``--quiet``."""
+    callbacks = list(callbacks)
+    if args.quiet:
+        return {"quiet": True, "callbacks": callbacks}
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        return {"quiet": False, "callbacks": callbacks}
+    return {"quiet": True, "callbacks": callbacks + [EpochLines()]}
 
 
 def synthetic_mnist(n_train=256, n_test=64, seed=0):
@@ -68,14 +220,7 @@ def mnist_splits(args, val_size=10_000):
         (x_train, y_train), (x_test, y_test) = synthetic_mnist()
         val_size = 64
     else:
-        (x_train, y_train), (x_test, y_test) = data.load_mnist(root=args.data_dir)
-        if x_train.mean() > 127:
-            # Canonical MNIST has a black background (mean pixel 33). Some re-encoded
-            # copies store 255 - pixel; invert them back so that results and the
-            # usual normalisation constants mean what they say.
-            print("note: these MNIST files have inverted colours (white background); "
-                  "using 255 - x")
-            x_train, x_test = 255 - x_train, 255 - x_test
+        (x_train, y_train), (x_test, y_test) = load_dataset("mnist", args)
     (x_train, y_train), (x_val, y_val) = data.train_val_split(
         x_train, y_train, val_fraction=val_size / len(x_train), seed=args.seed)
     to_float = data.ToFloat()
@@ -99,6 +244,8 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
     learning-rate schedule.
     """
     model.to(minidl.current_device())
+    if getattr(args, "distributed", False):
+        model = dist.DataParallel(model)  # same Params: the optimizer built before still fits
     train_loader, val_loader, test_loader = loaders(args, train, val, test, transform)
     epochs = args.epochs if epochs is None else epochs
     if args.smoke:
@@ -106,7 +253,7 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
     scheduler = (make_scheduler(optimizer, epochs, len(train_loader))
                  if make_scheduler is not None else None)
     trainer = Trainer(model, loss_fn or losses.CrossEntropyLoss(), optimizer,
-                      scheduler=scheduler, scheduler_interval="batch", quiet=args.quiet)
+                      scheduler=scheduler, scheduler_interval="batch", **progress_options(args))
     start = time.perf_counter()
     history = trainer.fit(train_loader, val_loader, epochs=epochs)
     seconds = time.perf_counter() - start
@@ -130,7 +277,10 @@ def train_and_report(args, model, optimizer, name, train, val, test, make_schedu
 
 def write_outputs(out, name, history, result, line, plot=True):
     """Write ``NAME_history.json/csv``, ``NAME_curves.png`` (if ``plot``) and the
-    one-line result as ``NAME_result.txt`` and ``NAME_result.json``; print the line."""
+    one-line result as ``NAME_result.txt`` and ``NAME_result.json``; print the line.
+    Under mpiexec only rank 0 writes."""
+    if dist.rank() != 0:
+        return
     history.to_json(os.path.join(out, f"{name}_history.json"))
     history.to_csv(os.path.join(out, f"{name}_history.csv"))
     if plot:

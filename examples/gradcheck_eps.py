@@ -83,4 +83,4 @@ def plot(results, path):
 
 
 if __name__ == "__main__":
-    main()
+    common.cli(main)

@@ -12,9 +12,11 @@ from minidl.models import mnist_cnn, tiny_cnn
 
 
 def main(argv=None):
-    p = common.parser(__doc__, epochs=10, batch_size=None, lr=None, out="runs/mnist_cnn")
-    p.add_argument("--model", choices=["cnn", "tiny"], default="cnn")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p = common.parser(__doc__, epochs=10, batch_size=None, lr=None, out="runs/mnist_cnn",
+                      distributed=True)
+    p.add_argument("--model", choices=["cnn", "tiny"], default="cnn",
+                   help="the 570k-parameter CNN or the 2k-parameter tiny one")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     args = p.parse_args(argv)
     tiny = args.model == "tiny"
     # Per-model defaults: the tiny net needs a larger, scheduled lr to learn in 10 epochs.
@@ -34,4 +36,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.cli(main)

@@ -50,4 +50,4 @@ def plot(histories, path):
 
 
 if __name__ == "__main__":
-    main()
+    common.cli(main)

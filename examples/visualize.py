@@ -161,11 +161,13 @@ def test_logits(model, x_test, batch_size=500):
 
 def main(argv=None):
     p = cifar_common.parser(__doc__, epochs=2, batch_size=128, lr=0.01, out="runs/visualize")
-    p.add_argument("--model", choices=MODELS, default="resnet18")
+    p.add_argument("--model", choices=MODELS, default="resnet18", help="network")
     p.add_argument("--width", type=int, default=64, help="first-stage channels (ResNets)")
-    p.add_argument("--weights", default=None, help=".npz from save_weights or a checkpoint")
+    p.add_argument("--weights", default=None,
+                   help=".npz from save_weights or a checkpoint (default: train for --epochs)")
     p.add_argument("--image", type=int, default=0, help="test image shown in feature_maps.png")
-    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=5000,
+                   help="training images held out for validation")
     args = p.parse_args(argv)
     if args.smoke:
         args.epochs, args.batch_size, args.width = 1, 32, 8
@@ -208,4 +210,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cifar_common.common.cli(main)

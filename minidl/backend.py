@@ -53,6 +53,18 @@ def cupy_module():
     return _cupy
 
 
+def nccl_module():
+    """``cupy.cuda.nccl`` (for :mod:`minidl.distributed`), or None when CuPy or its NCCL
+    library is absent."""
+    if _cupy is None:
+        return None
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return None
+    return nccl if getattr(nccl, "available", True) else None
+
+
 def get_array_module(x):
     """Return ``cupy`` if ``x`` is a CuPy array, else ``numpy``."""
     if _cupy is not None and isinstance(x, _cupy.ndarray):

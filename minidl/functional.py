@@ -136,3 +136,76 @@ def log_softmax(x, axis=-1):
 
 
 __all__ = ["erf", "log_softmax", "normal_cdf", "sigmoid", "softmax", "softplus"]
+
+
+# --------------------------------------------------------------------------- attention
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, rng=None):
+    """Attention ``softmax(q k^T * scale + mask) v``, batched over all leading axes.
+
+    query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)``; output
+    ``(..., L, Ev)``. ``scale`` defaults to ``1 / sqrt(E)``. ``attn_mask`` (broadcastable
+    to ``(..., L, S)``): boolean, True where a query MAY attend (as in
+    ``torch.nn.functional.scaled_dot_product_attention``), or float, added to the
+    scores. ``is_causal``: query i sees keys j <= i only. A query that may attend to no
+    key gets NaN weights (as in PyTorch). ``dropout_p > 0`` zeroes weights with that
+    probability, drawing from ``rng`` (a ``Generator``), and rescales by ``1/(1-p)``.
+
+    Returns ``(output, weights, keep)``: ``weights`` the softmax probabilities
+    ``(..., L, S)`` (before dropout), ``keep`` the dropout mask or None. Pass them with
+    the inputs to :func:`scaled_dot_product_attention_backward`.
+    """
+    xp = get_array_module(query)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    scores = query @ xp.swapaxes(key, -1, -2)
+    scores *= scale
+    length, source = scores.shape[-2:]
+    if is_causal:
+        future = xp.triu(xp.ones((length, source), dtype=bool), k=1)
+        scores = xp.where(future, -xp.inf, scores).astype(scores.dtype, copy=False)
+    if attn_mask is not None:
+        if attn_mask.dtype == bool:
+            scores = xp.where(attn_mask, scores, -xp.inf).astype(scores.dtype, copy=False)
+        else:
+            scores = scores + attn_mask.astype(scores.dtype, copy=False)
+    weights = softmax(scores, axis=-1)
+    keep = None
+    if dropout_p > 0.0:
+        keep = rng.random(weights.shape, dtype=weights.dtype) >= dropout_p
+        dropped = weights * keep * (1.0 / (1.0 - dropout_p))
+        return dropped @ value, weights, keep
+    return weights @ value, weights, keep
+
+
+def scaled_dot_product_attention_backward(d_output, query, key, value, weights, keep=None,
+                                          dropout_p=0.0, scale=None):
+    """Gradients ``(dquery, dkey, dvalue)`` of :func:`scaled_dot_product_attention`.
+
+    With ``A`` the weights after dropout (``P * keep / (1 - p)``, or ``P``)::
+
+        dvalue = A^T d_output        dA = d_output value^T       dP = dA * keep / (1 - p)
+        dscores = P * (dP - sum_j dP * P)    (the softmax Jacobian, row by row)
+        dquery = dscores key * scale         dkey = dscores^T query * scale
+
+    Masked entries have P = 0, so they pass no gradient.
+    """
+    xp = get_array_module(d_output)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if keep is not None:
+        attended = weights * keep * (1.0 / (1.0 - dropout_p))
+    else:
+        attended = weights
+    d_value = xp.swapaxes(attended, -1, -2) @ d_output
+    d_weights = d_output @ xp.swapaxes(value, -1, -2)
+    if keep is not None:
+        d_weights *= keep * (1.0 / (1.0 - dropout_p))
+    d_scores = d_weights
+    d_scores -= (d_weights * weights).sum(axis=-1, keepdims=True)
+    d_scores *= weights
+    d_scores *= scale
+    d_query = d_scores @ key
+    d_key = xp.swapaxes(d_scores, -1, -2) @ query
+    return d_query, d_key, d_value
+
+
+__all__ += ["scaled_dot_product_attention", "scaled_dot_product_attention_backward"]

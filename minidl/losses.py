@@ -28,7 +28,7 @@ import numpy as np
 
 from . import checks
 from .backend import device_of, get_array_module
-from .checks import float_array
+from .checks import float_array, integer, real_number
 from .functional import log_softmax, sigmoid, softplus
 
 
@@ -175,51 +175,83 @@ class Loss:
 
 
 class CrossEntropyLoss(Loss):
-    """Softmax cross-entropy on logits ``(N, K)`` with integer class targets ``(N,)``.
+    """Softmax cross-entropy on logits ``(N, K)`` or ``(N, K, d1, ...)`` with integer class
+    targets ``(N,)`` or ``(N, d1, ...)``, as ``torch.nn.CrossEntropyLoss``.
 
-    ``L = mean_n [ -(1 - s) log p[n, t_n] - s/K sum_k log p[n, k] ]``, p = softmax(logits),
-    s = ``label_smoothing`` (exactly PyTorch's: the target distribution is
-    ``(1 - s) onehot + s / K``). The log-softmax subtracts each row's maximum first.
-    Caches p and the targets. Gradient: ``dlogits = (p - q) / N``, q the target distribution.
+    ``L = mean over counted positions of [ -(1 - s) log p[t] - s/K sum_k log p[k] ]``,
+    p = softmax over the class axis 1, s = ``label_smoothing`` (PyTorch's: the target
+    distribution is ``(1 - s) onehot + s / K``). Positions whose target equals
+    ``ignore_index`` (default -100) are not counted (every position ignored: NaN, as in
+    PyTorch). The log-softmax subtracts each row's maximum first. Caches p (classes
+    last) and the targets. Gradient: ``dlogits = (p - q) / count`` at counted
+    positions, 0 at ignored ones, q the target distribution.
     """
 
     pred_name = "logits"
 
-    def __init__(self, label_smoothing=0.0, check_values=None):
+    def __init__(self, label_smoothing=0.0, ignore_index=-100, check_values=None):
         super().__init__(check_values)
         if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
                 or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be a number in [0, 1], "
                              f"got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
+        self.ignore_index = integer(ignore_index, "ignore_index", "CrossEntropyLoss")
+
+    def _targets(self, logits, target):
+        """Integer targets shaped like logits without the class axis, as int64."""
+        self._check_target_array(logits, target)
+        expected = (logits.shape[0],) + tuple(logits.shape[2:])
+        if target.dtype.kind not in "iu":
+            raise TypeError(f"{self.name}: expected integer class indices of shape {expected}, "
+                            f"got dtype {target.dtype}; convert labels with .astype(np.int64)")
+        if target.ndim >= 1 and target.shape[0] != logits.shape[0]:
+            raise ValueError(f"{self.name}: batch size mismatch: logits have {logits.shape[0]} "
+                             f"rows, targets have {target.shape[0]}")
+        if tuple(target.shape) != expected:
+            raise ValueError(f"{self.name}: expected class indices of shape (N,) or (N, d1, ...) "
+                             f"(the logits' shape without the class axis 1: {expected}), got "
+                             f"shape {tuple(target.shape)}")
+        return target.astype(get_array_module(logits).int64, copy=False).reshape(-1)
 
     def forward(self, logits, target):
-        self._check_pred(logits, "(N, K)")
-        target = self._class_targets(logits, target)
-        self._check_values(logits, target, num_classes=logits.shape[1])
+        self._check_pred(logits, "(N, K, ...)")
+        if logits.ndim < 2:
+            raise ValueError(f"{self.name}: expected logits of shape (N, K) or (N, K, d1, ...), "
+                             f"got shape {tuple(logits.shape)} (1-D)")
+        target = self._targets(logits, target)
         xp = get_array_module(logits)
-        log_probs, probs = log_softmax(logits, axis=1)
-        per_sample = -xp.take_along_axis(log_probs, target[:, None], axis=1)[:, 0]
+        k = logits.shape[1]
+        rows = logits if logits.ndim == 2 else xp.moveaxis(logits, 1, -1).reshape(-1, k)
+        counted = target != self.ignore_index
+        target = xp.where(counted, target, 0)  # any class: the row is weighted by 0
+        self._check_values(rows, target, num_classes=k)
+        log_probs, probs = log_softmax(rows, axis=1)
+        per_row = -xp.take_along_axis(log_probs, target[:, None], axis=1)[:, 0]
         if self.label_smoothing > 0.0:
             s = self.label_smoothing
-            per_sample = (1.0 - s) * per_sample - s * log_probs.mean(axis=1)
-        self.save_for_backward(probs, target)
-        return per_sample.mean()
+            per_row = (1.0 - s) * per_row - s * log_probs.mean(axis=1)
+        weight = counted.astype(rows.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN, no warning
+            weight /= weight.sum()
+        self.save_for_backward(probs, target, weight, logits.shape)
+        return (per_row * weight).sum()
 
     def backward(self):
-        probs, target = self.saved_for_backward()
+        probs, target, weight, shape = self.saved_for_backward()
         xp = get_array_module(probs)
-        n, k = probs.shape
         grad = probs  # the cache is ours alone: reuse its memory
-        rows = xp.arange(n)
-        grad[rows, target] -= 1.0 - self.label_smoothing
+        grad[xp.arange(grad.shape[0]), target] -= 1.0 - self.label_smoothing
         if self.label_smoothing > 0.0:
-            grad -= self.label_smoothing / k
-        grad *= 1.0 / n
-        return grad
+            grad -= self.label_smoothing / shape[1]
+        grad *= weight[:, None]
+        if len(shape) == 2:
+            return grad
+        return xp.moveaxis(grad.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],)), -1, 1)
 
     def __repr__(self):
-        return f"CrossEntropyLoss(label_smoothing={self.label_smoothing})"
+        return (f"CrossEntropyLoss(label_smoothing={self.label_smoothing}, "
+                f"ignore_index={self.ignore_index})")
 
 
 class NLLLoss(Loss):
@@ -348,5 +380,58 @@ class SoftMarginLoss(Loss):
         return grad
 
 
-__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "Loss", "MSELoss", "NLLLoss",
-           "SoftMarginLoss"]
+class MultiMarginLoss(Loss):
+    """The multi-class hinge loss of CS231n's SVM, as ``torch.nn.MultiMarginLoss``.
+
+    scores x ``(N, K)``, integer targets y ``(N,)``::
+
+        L = mean_n  sum_{i != y_n} w[y_n] * max(0, margin - x[n, y_n] + x[n, i])^p / K
+
+    ``MultiMarginLoss(p=1, margin=1.0, weight=None)``: p is 1 or 2; ``weight`` (K,)
+    optionally scales each sample's terms by the weight of its class. Caches the
+    margins' active part. Gradient: each active term adds ``w p h^(p-1) / (N K)`` to
+    ``x[n, i]`` and subtracts it from ``x[n, y_n]`` (h the term inside the max).
+    """
+
+    pred_name = "scores"
+
+    def __init__(self, p=1, margin=1.0, weight=None, check_values=None):
+        super().__init__(check_values)
+        self.p = integer(p, "p", "MultiMarginLoss", 1, 2)
+        self.margin = real_number(margin, "margin", "MultiMarginLoss")
+        if weight is not None:
+            float_array(weight, "MultiMarginLoss", "(K,)", what="weight")
+        self.weight = weight
+
+    def forward(self, scores, target):
+        self._check_pred(scores, "(N, K)")
+        target = self._class_targets(scores, target)
+        n, k = scores.shape
+        self._check_values(scores, target, num_classes=k)
+        if self.weight is not None and tuple(self.weight.shape) != (k,):
+            raise ValueError(f"{self.name}: expected weight of shape ({k},), got "
+                             f"{tuple(self.weight.shape)}")
+        xp = get_array_module(scores)
+        correct = xp.take_along_axis(scores, target[:, None], axis=1)
+        hinge = xp.maximum(self.margin - correct + scores, 0.0)
+        hinge[xp.arange(n), target] = 0.0  # the sum skips i = y
+        scale = xp.full((n, 1), 1.0 / (n * k), dtype=scores.dtype)
+        if self.weight is not None:
+            scale = scale * self.weight.astype(scores.dtype)[target][:, None]
+        self.save_for_backward(hinge, target, scale)
+        return ((hinge if self.p == 1 else hinge * hinge) * scale).sum()
+
+    def backward(self):
+        hinge, target, scale = self.saved_for_backward()
+        xp = get_array_module(hinge)
+        grad = (hinge > 0) * scale if self.p == 1 else 2.0 * hinge * scale
+        grad = grad.astype(hinge.dtype, copy=False)
+        grad[xp.arange(grad.shape[0]), target] = -grad.sum(axis=1)
+        return grad
+
+    def __repr__(self):
+        return f"MultiMarginLoss(p={self.p}, margin={self.margin})"
+
+
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "Loss", "MSELoss",
+           "MultiMarginLoss", "NLLLoss", "SoftMarginLoss"]

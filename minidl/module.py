@@ -118,6 +118,10 @@ class Module:
         if name in self._buffers and hasattr(value, "shape"):
             object.__setattr__(self, name, value)  # still a buffer (e.g. running_mean *= m)
             return
+        if isinstance(value, Module) and name in self._modules:
+            self._modules[name] = value  # replaced in place: a Sequential keeps its order
+            object.__setattr__(self, name, value)
+            return
         for registry in (self._params, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Param):
@@ -346,17 +350,17 @@ class Module:
 
     # ------------------------------------------------------------------ input checks
     #: The input contract, checked by ``__call__`` before ``forward``: the layout of x
-    #: (``"(N, C, H, W)"``; ``...`` stands for any number of axes; None: no check), the
-    #: attribute fixing the size of axis ``input_axis`` (None: any size), and the dtypes.
+    #: (``"(N, C, H, W)"``; ``...`` stands for any number of axes; None: no check), and
+    #: the name of the attribute fixing the size of axis ``input_axis`` (None: any size).
     input_shape = None
-    input_size = None
+    input_axis_size = None
     input_axis = 1
 
     def check_input(self, x):
         """Raise a clear error unless ``x`` fits the declared input contract.
 
         x must be a float32/float64 array with the layout ``input_shape``; axis
-        ``input_axis`` must have the size ``getattr(self, input_size)``; and the layer's
+        ``input_axis`` must have the size ``getattr(self, input_axis_size)``; and the layer's
         own state (parameters and float buffers) fixes the dtype and device x must have.
         """
         name = type(self).__name__
@@ -365,11 +369,11 @@ class Module:
         if self.input_shape.startswith("(N,") and 0 in x.shape[1:]:
             raise ValueError(f"{name}: got input of shape {tuple(x.shape)} with an empty axis; "
                              f"only the batch axis N of {self.input_shape} may be 0")
-        if self.input_size is not None:
-            size = getattr(self, self.input_size)
+        if self.input_axis_size is not None:
+            size = getattr(self, self.input_axis_size)
             if x.shape[self.input_axis] != size:
                 noun = "channels" if self.input_axis == 1 else "features"
-                raise ValueError(f"{name}: expected {size} {noun} ({self.input_size}, axis "
+                raise ValueError(f"{name}: expected {size} {noun} ({self.input_axis_size}, axis "
                                  f"{self.input_axis} of {self.input_shape}), got input of shape "
                                  f"{tuple(x.shape)}")
         state = [p.data for p in self._params.values()] + [

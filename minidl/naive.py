@@ -26,20 +26,11 @@ softmax_cross_entropy                  minidl.losses.CrossEntropyLoss
 import numpy as np
 
 from .backend import get_array_module
-from .checks import positive_int, real_number
+from .checks import real_number
+from .layers.geometry import pair as _pair  # argument parsing only; no fast-path code
 
 
 # --------------------------------------------------------------------------- helpers
-def _pair(value, label, owner, allow_zero=False):
-    """``3 -> (3, 3)``, ``(3, 1) -> (3, 1)``: (height, width) of a window argument."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{owner}: {label} must be an int or a pair of ints, got {value!r}")
-        return tuple(positive_int(v, label, owner, allow_zero) for v in value)
-    value = positive_int(value, label, owner, allow_zero)
-    return value, value
-
-
 def _output_size(size, kernel, stride, padding, dilation, owner):
     """How many windows fit: ``floor((size + 2 p - d (k - 1) - 1) / s) + 1``."""
     out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

@@ -310,3 +310,16 @@ def test_gpu_forward_and_backward_agree_with_cpu(config, seed):
     for ours, theirs in ((y, y_gpu), (dx, dx_gpu), (cpu.weight.grad, gpu.weight.grad),
                          (cpu.bias.grad, gpu.bias.grad)):
         np.testing.assert_allclose(minidl.to_numpy(theirs), ours, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("in_channels, kernel", [(1, 1), (3, 1), (1, 3)])
+def test_returned_gradients_do_not_alias_reused_buffers(in_channels, kernel):
+    """dx must survive the next backward (the layers reuse scratch buffers)."""
+    layer = Conv2d(in_channels, 3, kernel, padding=kernel // 2)
+    x = np.random.default_rng(0).random((2, in_channels, 4, 4)).astype(np.float32)
+    y = layer(x)
+    dx = layer.backward(np.ones_like(y))
+    kept = dx.copy()
+    y = layer(x)
+    layer.backward(np.full_like(y, 5.0))
+    np.testing.assert_array_equal(dx, kept)

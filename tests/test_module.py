@@ -240,3 +240,10 @@ def test_needs_input_grad_in_conv_and_residual():
     model(x)
     assert model.backward(np.ones((1, 3, 4, 4), dtype=np.float32)) is None
     assert conv.weight.grad.any()
+
+
+def test_replacing_a_child_keeps_its_place():
+    model = L.Sequential(L.Linear(3, 3), L.ReLU(), L.Linear(3, 2))
+    setattr(model, "0", L.Linear(3, 3, bias=False))
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear"]
+    assert model[0].bias is None

@@ -12,6 +12,7 @@ from .datasets import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST
                        MNIST_STD, DatasetError, data_root, load_cifar10, load_fashion_mnist,
                        load_mnist)
 from .loader import DataLoader, train_val_split
+from .text import BlockSampler, CharVocab, load_tiny_shakespeare, split_text
 from .transforms import (AlternatingFlip, Compose, Cutout, Normalize, RandomCrop,
                          RandomHorizontalFlip, RandomTranslate, ToFloat)
 
@@ -21,4 +22,5 @@ __all__ = [
     "FASHION_MNIST_STD", "MNIST_CLASSES", "MNIST_MEAN", "MNIST_STD", "Normalize",
     "RandomCrop", "RandomHorizontalFlip", "RandomTranslate", "ToFloat", "data_root",
     "load_cifar10", "load_fashion_mnist", "load_mnist", "train_val_split",
+    "BlockSampler", "CharVocab", "load_tiny_shakespeare", "split_text",
 ]

@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 
-from .. import backend, checks
+from .. import backend, checks, distributed
+from .sharding import shard_order, shard_size
 
 
 def _take(array, indices):
@@ -25,6 +26,29 @@ def _check_samples(x, y, owner):
 
 def _check_seed(seed, owner):
     return None if seed is None else checks.positive_int(seed, "seed", owner, allow_zero=True)
+
+
+def _shard_position(shard, num_samples):
+    """(rank, world size) whose share of the data this loader yields; (0, 1) unsharded."""
+    if shard is None:
+        shard = distributed.is_initialized()
+    if not checks.boolean(shard, "shard", "DataLoader"):
+        return 0, 1
+    if not distributed.is_initialized():
+        raise RuntimeError("DataLoader: shard=True needs minidl.distributed.init() first")
+    sizes = distributed.all_gather_text(str(num_samples))
+    if len(set(sizes)) > 1:  # the shards would overlap, and the ranks' batch counts differ
+        raise ValueError(f"DataLoader: every rank must hold the same data set to shard it, "
+                         f"got {', '.join(sizes)} samples on ranks 0..{len(sizes) - 1}")
+    return distributed.rank(), distributed.world_size()
+
+
+def _seed_of_rank_0(seed):
+    """Rank 0's seed (drawn from minidl's rng if None) on every rank: the epochs' orders
+    must be the same everywhere for the shards to be disjoint."""
+    if seed is None:
+        seed = int(backend.rng().integers(2**63))
+    return int(distributed.broadcast(np.array([seed], dtype=np.int64))[0])
 
 
 def _new_generator(seed):
@@ -52,10 +76,20 @@ class DataLoader:
     to the transform. :meth:`state_dict` captures it together with the position in the
     current epoch, so a loader restored with :meth:`load_state_dict` yields exactly the
     batches - order and augmentation draws - the original would have yielded next.
+
+    Sharding (``shard``: None = when :mod:`minidl.distributed` is initialised): rank r of
+    p yields only its share of each epoch's order, by PyTorch's ``DistributedSampler``
+    rule (:mod:`minidl.data.sharding`): every rank draws the same permutation (rank 0's
+    seed), reshuffled every epoch, and takes every p-th entry from position r; the order
+    is first padded by repeating its start (``drop_last=False``: ceil(N/p) samples per
+    rank) or cut (``drop_last=True``: floor(N/p), and the last partial batch dropped),
+    so every rank yields the same number of batches. ``batch_size`` is per rank.
+    Transforms draw from the shared generator, so they must draw the same amount on
+    every rank (minidl's draw per batch size): the generators then stay equal.
     """
 
     def __init__(self, x, y, batch_size, shuffle=True, drop_last=False, transform=None,
-                 seed=None, device=None):
+                 seed=None, device=None, shard=None):
         _check_samples(x, y, "DataLoader")
         if len(x) == 0:
             raise ValueError("DataLoader: the data set is empty")
@@ -63,9 +97,12 @@ class DataLoader:
         shuffle = checks.boolean(shuffle, "shuffle", "DataLoader")
         drop_last = checks.boolean(drop_last, "drop_last", "DataLoader")
         seed = _check_seed(seed, "DataLoader")
-        if drop_last and batch_size > len(x):
+        self.rank, self.world_size = _shard_position(shard, len(x))
+        samples = shard_size(len(x), self.world_size, drop_last)
+        if drop_last and batch_size > samples:
+            per_rank = f" per rank ({self.world_size} ranks)" if self.world_size > 1 else ""
             raise ValueError(f"DataLoader: batch_size {batch_size} with drop_last=True "
-                             f"leaves no batch from {len(x)} samples")
+                             f"leaves no batch from {samples} samples{per_rank}")
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable, got "
                             f"{checks.describe(transform)}")
@@ -75,6 +112,8 @@ class DataLoader:
         # A loader that draws nothing (no shuffle, no transform) takes nothing from
         # minidl's generator, so creating an evaluation loader shifts no other draw.
         needs_randomness = shuffle or transform is not None or seed is not None
+        if needs_randomness and self.world_size > 1:
+            seed = _seed_of_rank_0(seed)
         self.rng = _new_generator(seed) if needs_randomness else np.random.default_rng(0)
         self.epoch = 0               # the epoch being iterated, or the next one
         self._batch = 0              # batches already yielded in the current epoch
@@ -84,9 +123,10 @@ class DataLoader:
         self._abandoned = False      # the current epoch's iterator was closed early
 
     def __len__(self):
+        samples = shard_size(len(self.x), self.world_size, self.drop_last)
         if self.drop_last:
-            return len(self.x) // self.batch_size
-        return math.ceil(len(self.x) / self.batch_size)
+            return samples // self.batch_size
+        return math.ceil(samples / self.batch_size)
 
     def __iter__(self):
         if self._resume:
@@ -104,9 +144,13 @@ class DataLoader:
         """This epoch's sample order. On resume ``generator`` is rewound to the epoch's
         start, so it draws the same permutation without disturbing ``self.rng``."""
         if not self.shuffle:
-            return np.arange(len(self.x))
-        generator.bit_generator.state = copy.deepcopy(self._epoch_start_state)
-        return generator.permutation(len(self.x))
+            order = np.arange(len(self.x))
+        else:
+            generator.bit_generator.state = copy.deepcopy(self._epoch_start_state)
+            order = generator.permutation(len(self.x))
+        if self.world_size > 1:
+            order = shard_order(order, self.rank, self.world_size, self.drop_last)
+        return order
 
     def _batches(self, order):
         try:
@@ -188,9 +232,10 @@ class DataLoader:
         return copy.deepcopy(value)
 
     def __repr__(self):
+        shard = f", shard {self.rank} of {self.world_size}" if self.world_size > 1 else ""
         return (f"DataLoader({len(self.x)} samples, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, "
-                f"transform={self.transform!r})")
+                f"transform={self.transform!r}{shard})")
 
 
 def train_val_split(x, y, val_fraction=0.1, seed=None):

@@ -110,7 +110,7 @@ class Conv2d(Module):
     """
 
     input_shape = "(N, C, H, W)"
-    input_size = "in_channels"
+    input_axis_size = "in_channels"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, init="torch_default"):

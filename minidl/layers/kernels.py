@@ -79,9 +79,9 @@ def pointwise_col2im(cols, x_shape, stride):
     sh, sw = stride
     out_h, out_w = -(-height // sh), -(-width // sw)
     pixels = cols.reshape(n, out_h, out_w, x_shape[1]).transpose(0, 3, 1, 2)
-    if (sh, sw) == (1, 1):
-        return xp.ascontiguousarray(pixels)
-    dx = xp.zeros(x_shape, dtype=cols.dtype)
+    # A new array even when the view is contiguous: cols is a scratch buffer.
+    strided = (sh, sw) != (1, 1)
+    dx = xp.zeros(x_shape, dtype=cols.dtype) if strided else xp.empty(x_shape, dtype=cols.dtype)
     dx[:, :, ::sh, ::sw] = pixels
     return dx
 

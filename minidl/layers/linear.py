@@ -19,7 +19,7 @@ class Linear(Module):
     """
 
     input_shape = "(..., in_features)"
-    input_size = "in_features"
+    input_axis_size = "in_features"
     input_axis = -1
 
     def __init__(self, in_features, out_features, bias=True, init="torch_default"):

@@ -35,7 +35,7 @@ class _BatchNorm(Module):
     in :func:`minidl.naive.batch_norm_backward` and ``batch_norm_backward_alt``.
     """
 
-    input_size = "num_features"  # input_shape is set by the subclasses
+    input_axis_size = "num_features"  # input_shape is set by the subclasses
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, weight=True):
         super().__init__()

@@ -13,6 +13,7 @@ from . import lr_scheduler
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, Adamax, AdamW
+from .clip import clip_grad_norm_, clip_grad_value_
 from .ema import ExponentialMovingAverage
 from .lookahead import Lookahead
 from .optimizer import Optimizer
@@ -20,4 +21,4 @@ from .rmsprop import RMSprop
 from .sgd import SGD
 
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ExponentialMovingAverage",
-           "Lookahead", "Optimizer", "RMSprop", "lr_scheduler"]
+           "Lookahead", "Optimizer", "RMSprop", "clip_grad_norm_", "clip_grad_value_", "lr_scheduler"]

@@ -2,11 +2,13 @@
 
 No device sync per step: :class:`EpochMeter` adds each batch's loss and top-k counts as
 arrays where the loss lives, and turns them into Python floats only in :meth:`read`
-(every ``log_interval`` steps and at the end of an epoch).
+(every ``log_interval`` steps and at the end of an epoch). Under ``mpiexec`` (when
+:mod:`minidl.distributed` is initialised) ``read`` sums the counts of every rank first,
+so every rank reads the metrics of the whole epoch.
 """
 import numpy as np
 
-from .. import backend
+from .. import backend, distributed
 from .metrics import topk_correct
 
 
@@ -63,13 +65,30 @@ class EpochMeter:
 
     def read(self):
         """Mean loss, top-1, top-5 (None where not measured), and the first bad step (or 0)."""
-        if self.samples == 0:
+        samples, loss_sum, hits, first_bad_step = self._totals()
+        if samples == 0:
             return {"loss": None, "top1": None, "top5": None}, 0
-        stats = {"loss": float(self.loss_sum) / self.samples, "top1": None, "top5": None}
-        if self.hits is not None:
-            for k, count in zip(self.ks, backend.to_numpy(self.hits).tolist()):
-                stats[f"top{k}"] = count / self.samples
-        return stats, int(self.first_bad_step)
+        stats = {"loss": loss_sum / samples, "top1": None, "top5": None}
+        if hits is not None:
+            for k, count in zip(self.ks, hits):
+                stats[f"top{k}"] = count / samples
+        return stats, first_bad_step
+
+    def _totals(self):
+        """(samples, loss sum, top-k hits or None, first bad step) as host numbers, summed
+        over the ranks (the earliest bad step of any) when distributed is initialised."""
+        hits = [] if self.hits is None else backend.to_numpy(self.hits).tolist()
+        sums = np.array([self.samples, float(self.loss_sum), *hits], dtype=np.float64)
+        first_bad = np.array([int(self.first_bad_step)], dtype=np.int64)
+        if distributed.is_initialized():
+            distributed.all_reduce(sums)
+            # Any rank's bad step stops every rank: the earliest one (0 means none).
+            no_bad_step = np.iinfo(np.int64).max
+            first_bad[first_bad == 0] = no_bad_step
+            distributed.all_reduce(first_bad, "min")
+            first_bad[first_bad == no_bad_step] = 0
+        return (int(sums[0]), float(sums[1]), None if self.hits is None else sums[2:].tolist(),
+                int(first_bad[0]))
 
     def state_dict(self):
         return {"loss_sum": self.loss_sum, "hits": self.hits, "ks": self.ks,

@@ -31,6 +31,13 @@ every generator exactly where it was.
 Ctrl-C during ``fit`` is deferred to the end of the current step (so the state is never
 half-updated), a checkpoint is written, and KeyboardInterrupt is raised again. A
 second Ctrl-C interrupts at once.
+
+Under ``mpiexec`` (with :mod:`minidl.distributed` initialised, the model wrapped in
+``DataParallel``, the loaders sharding themselves): the loss and accuracies of every
+epoch, of validation and of ``evaluate`` are summed over the ranks, so every rank
+holds the same History and takes the same decisions (schedulers, early stopping);
+only rank 0 prints and writes checkpoints (every rank holds the same state). A
+checkpoint resumes with the world size that wrote it.
 """
 import copy
 import math
@@ -40,7 +47,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .. import backend, checks, threads
+from .. import backend, checks, distributed, threads
 from ..module import Module
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .callbacks import Callback
@@ -119,7 +126,8 @@ class Trainer:
         self.model, self.loss_fn = model, loss_fn
         self.optimizer, self.scheduler = optimizer, scheduler
         self.callbacks, self.scheduler_interval = callbacks, scheduler_interval
-        self.quiet, self.log_interval = quiet, log_interval
+        self.quiet = quiet or distributed.rank() != 0  # one rank speaks for all
+        self.log_interval = log_interval
         self.interrupt_checkpoint, self.plateau_monitor = interrupt_checkpoint, plateau_monitor
         self.history = History()
         self.epoch = self.global_step = 0
@@ -391,8 +399,12 @@ class Trainer:
         """Write a resumable checkpoint of the run as it is now (mid-epoch or between epochs).
 
         ``extra`` is stored as well and comes back in ``load_checkpoint(...)["extra"]["user"]``.
+        Under ``mpiexec`` only rank 0 writes; the others return ``path`` at once.
         """
+        if distributed.rank() != 0:
+            return path
         trainer_state = {
+            "world_size": distributed.world_size(),
             "global_step": self.global_step,
             "step": self._step_in_epoch if self._in_epoch else 0,
             "in_epoch": None,
@@ -415,6 +427,13 @@ class Trainer:
     def _restore(self, path):
         """Load a checkpoint into everything the run holds; return the position in the epoch."""
         info = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        extra = info["extra"] if isinstance(info["extra"], dict) else {}
+        state = extra.get("trainer") or {}
+        saved_world = state.get("world_size", 1)
+        if saved_world != distributed.world_size():
+            raise ValueError(f"Trainer.fit: {path!r} was written by a run of {saved_world} "
+                             f"process(es), this one has {distributed.world_size()}; resume "
+                             "with the same world size (the loaders' shards depend on it)")
         for name, loader in (("train", self._train_loader), ("val", self._val_loader)):
             if name in info["loaders"] and hasattr(loader, "load_state_dict"):
                 loader.load_state_dict(info["loaders"][name])
@@ -423,8 +442,6 @@ class Trainer:
                          "will not draw the same batches as an uninterrupted one")
         self.history = History.from_dict(info["history"]) if info["history"] else History()
         self.epoch = int(info["epoch"])
-        extra = info["extra"] if isinstance(info["extra"], dict) else {}
-        state = extra.get("trainer") or {}
         self.global_step = int(state.get("global_step", 0))
         saved_callbacks = state.get("callbacks", [])
         for callback, saved in zip(self.callbacks, saved_callbacks):
