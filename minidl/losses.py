@@ -23,10 +23,10 @@ targets shaped like pred, integer class indices ``(N,)`` with scores ``(N, K)``;
 indices are one-hot encoded (off value 0, or -1 for SoftMarginLoss), so each of them
 can train a K-class classifier in place of cross-entropy.
 """
-import math
 
 import numpy as np
 
+from . import checks
 from .backend import device_of, get_array_module
 from .checks import float_array, integer, real_number
 from .functional import log_softmax, sigmoid, softplus
@@ -43,7 +43,8 @@ class Loss:
     pred_name = "predictions"
 
     def __init__(self, check_values=None):
-        self.check_values = None if check_values is None else bool(check_values)
+        self.check_values = None if check_values is None else \
+            checks.boolean(check_values, "check_values", type(self).__name__)
         self._saved = None
 
     @property
@@ -334,10 +335,8 @@ class HuberLoss(Loss):
 
     def __init__(self, delta=1.0, check_values=None):
         super().__init__(check_values)
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (
-                math.isfinite(delta) and delta > 0):
-            raise ValueError(f"HuberLoss: delta must be a positive finite number, got {delta!r}")
-        self.delta = float(delta)
+        # a positive real number (bools, None, strings, NaN, inf and 10**400 refused)
+        self.delta = checks.real_number(delta, "delta", "HuberLoss", 0.0, low_open=True)
 
     def forward(self, pred, target):
         self._check_pred(pred, "(N, ...)")

@@ -11,6 +11,7 @@ automatically (as in PyTorch), so ``parameters()``, ``state_dict()``, ``train()`
 are state but not trained, such as BatchNorm's running statistics) are registered
 with :meth:`Module.register_buffer`.
 """
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -42,6 +43,43 @@ class Param:
         return f"Param({self.name!r}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
 
+class OutOfMemoryError(RuntimeError, MemoryError):
+    """A layer's parameters or a forward's arrays do not fit in memory (names the layer)."""
+
+
+class _SizesTooLarge(ValueError):
+    """Sizes beyond any memory (a ValueError naming the layer)."""
+
+
+def _too_large(name, err):
+    """The error for sizes NumPy cannot allocate, naming the layer; None if ``err`` is
+    not about sizes (NumPy says "Maximum allowed dimension exceeded" or "array is too big"
+    for sizes beyond any memory, MemoryError for sizes beyond this machine's)."""
+    if isinstance(err, (OutOfMemoryError, _SizesTooLarge)):
+        return None  # already names the innermost layer
+    if isinstance(err, MemoryError):
+        return OutOfMemoryError(f"{name}: not enough memory ({err}); use smaller sizes")
+    if isinstance(err, (OverflowError, ZeroDivisionError)) or (
+            isinstance(err, ValueError) and ("Maximum allowed dimension" in str(err)
+                                             or "array is too big" in str(err))):
+        return _SizesTooLarge(f"{name}: the sizes are too large to allocate ({err})")
+    return None
+
+
+def _naming_size_errors(init):
+    """Wrap a Module subclass's __init__: allocation failures name the class."""
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except (MemoryError, OverflowError, ZeroDivisionError, ValueError) as err:
+            better = _too_large(type(self).__name__, err)
+            if better is None:
+                raise
+            raise better from err
+    return checked_init
+
+
 class _SummaryRecorder:
     """Collects (module, input shape, output shape) for every leaf call during summary()."""
     active = None
@@ -58,6 +96,11 @@ class Module:
     :meth:`saved_for_backward`, which frees it and raises a clear error when there is
     nothing to take (backward before forward, or backward called twice).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # Linear(10**6, 10**6): an error naming Linear
+            cls.__init__ = _naming_size_errors(cls.__init__)
 
     def __init__(self):
         object.__setattr__(self, "_params", OrderedDict())
@@ -243,6 +286,11 @@ class Module:
         Module._call_depth += 1
         try:
             y = self.forward(x, *args, **kwargs)
+        except (MemoryError, OverflowError, ValueError) as err:
+            better = _too_large(f"{type(self).__name__} (input shape {tuple(x.shape)})", err)
+            if better is None:
+                raise
+            raise better from err
         finally:
             Module._call_depth -= 1
         output = (tuple(y.shape), y.dtype, backend.device_of(y)) if is_array(y) else None

@@ -297,8 +297,9 @@ def _read_idx(path, ndim, item_shape):
     try:
         with gzip.open(path, "rb") as file:
             data = file.read()
-    except (OSError, EOFError, zlib.error) as error:
-        raise _corrupt(path, f"cannot be decompressed as gzip ({error})") from None
+    except (OSError, EOFError, zlib.error, ValueError) as error:  # gzip checks the CRC at EOF
+        raise _corrupt(path, f"cannot be decompressed as gzip ({type(error).__name__}: "
+                             f"{error})") from None
     header_bytes = 4 + 4 * ndim
     if len(data) < header_bytes:
         raise _corrupt(path, f"is {len(data)} bytes after decompression, shorter than "
@@ -328,16 +329,27 @@ _CIFAR_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batc
 
 
 def _read_cifar10_archive(path):
-    """Read the six batch files out of the tar.gz in memory (nothing is extracted)."""
+    """Read the six batch files out of the tar.gz in memory (nothing is extracted).
+
+    The gzip stream is read to its end, so that gzip checks its CRC-32 and length
+    trailer (tarfile alone stops at the end-of-archive block and never reads it), and
+    every member must hold as many bytes as its header announces.
+    """
     contents = {}
     try:
-        with tarfile.open(path, "r:gz") as archive:
+        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
             for member in archive:
                 name = posixpath.basename(member.name)
                 if member.isfile() and name in _CIFAR_BATCHES:
                     contents[name] = archive.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise _corrupt(path, f"cannot be read as a tar.gz archive ({error})") from None
+                    if len(contents[name]) != member.size:
+                        raise _corrupt(path, f"member {name} holds {len(contents[name])} "
+                                             f"bytes, its header announces {member.size}")
+            while stream.read(_CHUNK_BYTES):  # to the end: checks the CRC and length
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, struct.error) as error:
+        raise _corrupt(path, f"cannot be read as a tar.gz archive ({type(error).__name__}: "
+                             f"{error})") from None
     absent = [name for name in _CIFAR_BATCHES if name not in contents]
     if absent:
         raise _corrupt(path, f"lacks {', '.join(absent)} (expected cifar-10-batches-bin/ "

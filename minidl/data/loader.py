@@ -200,20 +200,36 @@ class DataLoader:
         """Restore :meth:`state_dict`. The next ``iter`` yields the rest of the epoch that
         was interrupted (possibly nothing, if every batch had been handed out), the ones
         after it start new epochs as usual."""
+        where = "DataLoader.load_state_dict"
         expected = {"epoch", "batch", "in_epoch", "rng", "epoch_start_rng"}
         if not isinstance(state, dict) or set(state) != expected:
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"DataLoader.load_state_dict: expected keys {sorted(expected)}, "
-                             f"got {got}")
-        if state["in_epoch"] and not 0 <= state["batch"] <= len(self):
-            raise ValueError(f"DataLoader.load_state_dict: batch {state['batch']} is out of "
-                             f"range for {len(self)} batches per epoch (another data set or "
-                             "batch size?)")
-        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
-        self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
-        self._in_epoch = bool(state["in_epoch"])
-        self._epoch_start_state = copy.deepcopy(state["epoch_start_rng"])
+            got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{where}: expected keys {sorted(expected)}, got {got}")
+        epoch = checks.positive_int(state["epoch"], "epoch", where, allow_zero=True)
+        batch = checks.positive_int(state["batch"], "batch", where, allow_zero=True)
+        in_epoch = checks.boolean(state["in_epoch"], "in_epoch", where)
+        if in_epoch and batch > len(self):
+            raise ValueError(f"{where}: batch {batch} is out of range for {len(self)} batches "
+                             "per epoch (another data set or batch size?)")
+        rng_state = self._checked_rng_state(state["rng"], "rng")
+        start_state = state["epoch_start_rng"]
+        if start_state is not None or (in_epoch and self.shuffle):
+            start_state = self._checked_rng_state(start_state, "epoch_start_rng")
+        self.rng.bit_generator.state = rng_state
+        self.epoch, self._batch, self._in_epoch = epoch, batch, in_epoch
+        self._epoch_start_state = start_state
         self._resume, self._abandoned = self._in_epoch, False
+
+    def _checked_rng_state(self, value, label):
+        """A copy of a bit-generator state, tried on a spare generator of this loader's kind."""
+        probe = type(self.rng.bit_generator)()
+        try:
+            probe.state = copy.deepcopy(value)
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise ValueError(f"DataLoader.load_state_dict: {label} is not a state of a "
+                             f"{type(probe).__name__} generator ({type(err).__name__}: "
+                             f"{err})") from None
+        return copy.deepcopy(value)
 
     def __repr__(self):
         shard = f", shard {self.rank} of {self.world_size}" if self.world_size > 1 else ""

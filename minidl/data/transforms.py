@@ -99,6 +99,9 @@ class ToFloat:
 
     def __init__(self, dtype=None):
         if dtype is not None:
+            if isinstance(dtype, (np.generic, np.ndarray)):  # a value, not a type
+                raise TypeError(f"ToFloat: dtype must be float32 or float64, "
+                                f"got {checks.describe(dtype)}")
             try:
                 dtype = np.dtype(dtype)
             except TypeError:
@@ -109,6 +112,9 @@ class ToFloat:
         self.dtype = dtype
 
     def __call__(self, x, rng=None):
+        if not checks.is_array(x):
+            raise TypeError(f"ToFloat: expected uint8 images (an array), got "
+                            f"{type(x).__name__}")
         if x.dtype != np.uint8:
             raise TypeError(f"ToFloat: expected uint8 images (0..255), got {x.dtype}; "
                             "is ToFloat applied twice?")
@@ -152,6 +158,14 @@ class Normalize:
 
     def __repr__(self):
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+def _check_fill(name, fill, dtype):
+    """``fill`` must be a value of the images' dtype (no silent wrap-around or overflow)."""
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    if not info.min <= fill <= info.max or (dtype.kind in "iu" and fill != int(fill)):
+        raise ValueError(f"{name}: fill {fill!r} is not a value of the images' dtype {dtype}")
 
 
 def _pad(x, padding, mode, fill):
@@ -203,10 +217,16 @@ class RandomCrop:
         if size[0] > height or size[1] > width:
             raise ValueError(f"{name}: crop {size} is larger than the padded image "
                              f"({height}, {width})")
+        if self.padding > max(*size, *x.shape[2:]):
+            raise ValueError(f"{name}: padding {self.padding} is larger than both the crop "
+                             f"{tuple(size)} and the images {tuple(x.shape[2:])}: most windows "
+                             "would hold nothing but padding")
         if self.padding_mode == "reflect" and self.padding >= min(x.shape[2:]):
             raise ValueError(f"{name}: reflect padding {self.padding} needs images larger "
                              f"than the padding, got {x.shape[2:]}")
         if self.padding:
+            if self.padding_mode == "constant":
+                _check_fill(name, self.fill, x.dtype)
             x = _pad(x, self.padding, self.padding_mode, self.fill)
         n = x.shape[0]
         top = rng.integers(0, height - size[0] + 1, size=n)
@@ -318,6 +338,7 @@ class Cutout:
         if cut_h > height or cut_w > width:
             raise ValueError(f"Cutout: square {self.size} is larger than the images "
                              f"({height}, {width})")
+        _check_fill("Cutout", self.fill, x.dtype)
         xp = backend.get_array_module(x)
         top = xp.asarray(rng.integers(0, height - cut_h + 1, size=n))[:, None]
         left = xp.asarray(rng.integers(0, width - cut_w + 1, size=n))[:, None]

@@ -36,7 +36,7 @@ import math
 
 from .. import init as initializers
 from ..backend import get_array_module
-from ..checks import positive_int
+from ..checks import boolean, positive_int
 from ..module import Module, Param
 from . import kernels
 from .geometry import conv_geometry, pair
@@ -129,6 +129,7 @@ class Conv2d(Module):
                              f"({self.groups})")
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Param(initializers.get(init)(shape))
+        bias = boolean(bias, "bias", name)
         self.bias = Param(initializers.zeros((self.out_channels,))) if bias else None
         self._workspace = kernels.Workspace()  # holds the columns from forward to backward
 

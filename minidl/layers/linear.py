@@ -1,6 +1,6 @@
 """Fully connected layer."""
 from .. import init as initializers
-from ..checks import positive_int
+from ..checks import boolean, positive_int
 from ..module import Module, Param
 
 
@@ -26,6 +26,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features", "Linear")
         self.out_features = positive_int(out_features, "out_features", "Linear")
+        bias = boolean(bias, "bias", "Linear")
         self.weight = Param(initializers.get(init)((self.in_features, self.out_features)))
         self.bias = Param(initializers.zeros((self.out_features,))) if bias else None
 

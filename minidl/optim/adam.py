@@ -20,6 +20,8 @@ class Adam(Optimizer):
     with amsgrad, ``"max_exp_avg_sq"``. A zero gradient gives a zero step (eps > 0).
     """
 
+    _optional_state_keys = ("max_exp_avg_sq",)
+
     # AdamW sets this: weight decay shrinks p directly instead of entering g.
     _decoupled_weight_decay = False
 

@@ -102,18 +102,37 @@ class ExponentialMovingAverage:
                 "averages": {name: array.copy() for name, array in self.averages.items()}}
 
     def load_state_dict(self, state_dict):
+        """Restore :meth:`state_dict`. All or nothing: the keys, every average's name,
+        shape and dtype (real numbers) and the settings are checked first."""
+        name, where = "ExponentialMovingAverage", "ExponentialMovingAverage.load_state_dict"
+        expected = {"decay", "num_updates", "average_buffers", "warmup", "averages"}
+        if not isinstance(state_dict, dict) or set(state_dict) != expected:
+            got = (sorted(map(str, state_dict)) if isinstance(state_dict, dict)
+                   else checks.describe(state_dict))
+            raise ValueError(f"{where}: expected a dict with keys {sorted(expected)} (from "
+                             f"state_dict()), got {got}")
         averages = state_dict["averages"]
+        if not isinstance(averages, dict):
+            raise TypeError(f"{where}: 'averages' must be a dict of arrays, got "
+                            f"{checks.describe(averages)}")
         self._check_names(averages, "load_state_dict")
-        for name, array in self.averages.items():
-            if tuple(averages[name].shape) != tuple(array.shape):
-                raise ValueError(f"ExponentialMovingAverage.load_state_dict: {name} has shape "
-                                 f"{tuple(averages[name].shape)}, expected {tuple(array.shape)}")
-        self.averages = {name: backend.to_device(averages[name], backend.device_of(array))
-                         .astype(array.dtype, copy=True) for name, array in self.averages.items()}
-        self.decay = float(state_dict["decay"])
-        self.num_updates = int(state_dict["num_updates"])
-        self.average_buffers = bool(state_dict.get("average_buffers", self.average_buffers))
-        self.warmup = bool(state_dict.get("warmup", self.warmup))
+        for key, array in self.averages.items():
+            value = averages[key]
+            if not checks.is_array(value) or value.dtype.kind not in "fiu":
+                raise TypeError(f"{where}: the average of {key} must be a real-valued array, "
+                                f"got {getattr(value, 'dtype', type(value).__name__)}")
+            if tuple(value.shape) != tuple(array.shape):
+                raise ValueError(f"{where}: {key} has shape {tuple(value.shape)}, expected "
+                                 f"{tuple(array.shape)}")
+        decay = checks.real_number(state_dict["decay"], "decay", name, 0.0, 1.0)
+        num_updates = checks.positive_int(state_dict["num_updates"], "num_updates", name,
+                                          allow_zero=True)
+        average_buffers = checks.boolean(state_dict["average_buffers"], "average_buffers", name)
+        warmup = checks.boolean(state_dict["warmup"], "warmup", name)
+        self.averages = {key: backend.to_device(averages[key], backend.device_of(array))
+                         .astype(array.dtype, copy=True) for key, array in self.averages.items()}
+        self.decay, self.num_updates = decay, num_updates
+        self.average_buffers, self.warmup = average_buffers, warmup
 
     def __repr__(self):
         return (f"ExponentialMovingAverage(decay={self.decay}, num_updates={self.num_updates}, "

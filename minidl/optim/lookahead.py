@@ -2,6 +2,14 @@
 from .. import backend, checks
 
 
+def _index(key, count):
+    """A parameter index of the state (an int, or its string after JSON) below ``count``."""
+    if isinstance(key, str) and key.isdigit():
+        key = int(key)
+    index = checks.integer(key, "parameter index", "Lookahead.load_state_dict", 0, count - 1)
+    return index
+
+
 class Lookahead:
     r"""Lookahead (Zhang et al., 2019) around any minidl optimizer.
 
@@ -60,29 +68,47 @@ class Lookahead:
         return state
 
     def load_state_dict(self, state_dict):
-        if "lookahead" not in state_dict:
-            raise ValueError("Lookahead.load_state_dict: no 'lookahead' entry; the state was "
-                             "not saved by Lookahead.state_dict()")
+        """Restore :meth:`state_dict`: all or nothing (the inner optimizer's state, the slow
+        weights and the settings are all checked before anything is assigned)."""
+        where = "Lookahead.load_state_dict"
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("lookahead"), dict) \
+                or not isinstance(state_dict.get("state"), dict):
+            raise ValueError(f"{where}: expected a dict with 'state' and a 'lookahead' entry "
+                             "(from Lookahead.state_dict())")
+        meta = state_dict["lookahead"]
+        if set(meta) != {"k", "alpha", "step_count"}:
+            raise ValueError(f"{where}: 'lookahead' must hold k, alpha and step_count, got "
+                             f"{sorted(map(str, meta))}")
+        k = checks.positive_int(meta["k"], "k", "Lookahead")
+        alpha = checks.real_number(meta["alpha"], "alpha", "Lookahead", 0.0, 1.0)
+        step_count = checks.positive_int(meta["step_count"], "step_count", "Lookahead",
+                                         allow_zero=True)
         params = self._params()
-        inner_state = {}
+        inner_state, slow_weights = {}, {}
         for key, entries in state_dict["state"].items():
+            if not isinstance(entries, dict):
+                raise TypeError(f"{where}: the state of parameter {key} must be a dict, got "
+                                f"{checks.describe(entries)}")
             entries = dict(entries)
             slow = entries.pop("lookahead_slow", None)
-            param = params[int(key)]
             if slow is not None:
+                index = _index(key, len(params))
+                param = params[index]
+                if not checks.is_array(slow) or slow.dtype.kind != "f":
+                    raise TypeError(f"{where}: slow weights of {param!r} must be a real float "
+                                    f"array, got {getattr(slow, 'dtype', type(slow).__name__)}")
                 if tuple(slow.shape) != tuple(param.data.shape):
-                    raise ValueError(f"Lookahead.load_state_dict: slow weights of {param!r} "
-                                     f"have shape {tuple(slow.shape)}, expected "
-                                     f"{tuple(param.data.shape)}")
+                    raise ValueError(f"{where}: slow weights of {param!r} have shape "
+                                     f"{tuple(slow.shape)}, expected {tuple(param.data.shape)}")
                 slow = backend.to_device(slow, backend.device_of(param.data))
-                self.slow[param] = slow.astype(param.data.dtype, copy=True)
+                slow_weights[param] = slow.astype(param.data.dtype, copy=True)
             if entries:
                 inner_state[key] = entries
+        # The inner optimizer checks its part first and changes nothing if it fails.
         self.optimizer.load_state_dict({"state": inner_state,
-                                        "param_groups": state_dict["param_groups"]})
-        meta = state_dict["lookahead"]
-        self.k, self.alpha = int(meta["k"]), float(meta["alpha"])
-        self.step_count = int(meta["step_count"])
+                                        "param_groups": state_dict.get("param_groups")})
+        self.slow.update(slow_weights)
+        self.k, self.alpha, self.step_count = k, alpha, step_count
 
     def __repr__(self):
         return f"Lookahead(k={self.k}, alpha={self.alpha}, optimizer={self.optimizer!r})"

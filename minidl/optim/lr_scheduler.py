@@ -38,6 +38,66 @@ def _per_group(value, optimizer, label, name, low=0.0, low_open=False):
     return [checks.real_number(value, label, name, low, low_open=low_open)] * groups
 
 
+def _sequence(value, label, name):
+    """``value`` as a list, if it is a list, tuple or 1-D array; else a TypeError."""
+    if isinstance(value, (list, tuple)) or (checks.is_array(value) and value.ndim == 1):
+        return list(value)
+    raise TypeError(f"{name}: {label} must be a list, got {checks.describe(value)}")
+
+
+def _int_at_least(low):
+    return lambda value, label, name: checks.integer(value, label, name, low=low)
+
+
+def _real_at_least(low, low_open=False):
+    return lambda value, label, name: checks.real_number(value, label, name, low,
+                                                          low_open=low_open)
+
+
+def _real_between(low, high, low_open=False, high_open=False):
+    return lambda value, label, name: checks.real_number(value, label, name, low, high,
+                                                          low_open=low_open, high_open=high_open)
+
+
+def _list_of(check, length=None):
+    """A list (or tuple) whose items all pass ``check``; of ``length`` items if given."""
+    def checked(value, label, name):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name}: {label} must be a list, got {checks.describe(value)}")
+        if length is not None and len(value) != length:
+            raise ValueError(f"{name}: {label} must hold {length} values (one per param "
+                             f"group), got {len(value)}")
+        return [check(item, f"{label}[{i}]", name) for i, item in enumerate(value)]
+    return checked
+
+
+def _reals_per_group(groups):
+    return _list_of(_real_at_least(None), groups)
+
+
+def _one_of(*options):
+    return lambda value, label, name: checks.choice(value, label, name, options)
+
+
+def _flag(value, label, name):
+    return checks.boolean(value, label, name)
+
+
+def _checked_state(state_dict, checkers, name):
+    """The checked values of a scheduler state: exactly the keys of ``checkers``."""
+    where = f"{name}.load_state_dict"
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{where}: expected a dict (from state_dict()), got "
+                        f"{checks.describe(state_dict)}")
+    missing = sorted(set(checkers) - set(state_dict))
+    unexpected = sorted(map(str, set(state_dict) - set(checkers)))
+    if missing or unexpected:
+        raise ValueError(f"{where}: the state does not fit a {name} (missing keys: "
+                         f"{missing or 'none'}; unexpected keys: {unexpected or 'none'}); was "
+                         "it saved by another scheduler?")
+    return {key: check(state_dict[key], key, where) for key, check in checkers.items()}
+
+
 class LRScheduler:
     """Base class: subclasses implement :meth:`get_lr` (the lrs at ``self.last_epoch``).
 
@@ -46,6 +106,8 @@ class LRScheduler:
     """
 
     _state_keys = ()
+    # key -> check(value, label, owner) returning the value to load (see load_state_dict)
+    _state_checks = {}
 
     def __init__(self, optimizer, last_epoch=-1):
         _check_optimizer(optimizer, self._name)
@@ -73,10 +135,26 @@ class LRScheduler:
         raise NotImplementedError(f"{self._name} does not implement get_lr")
 
     def step(self):
-        """Advance one step (epoch or batch) and set every group's lr."""
+        """Advance one step (epoch or batch) and set every group's lr.
+
+        An lr that overflows or is not a finite number (a gamma > 1 over
+        many steps, a lambda returning NaN) is an error, and no group is changed.
+        """
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = float(lr)
+        try:
+            lrs = [checks.real_number(lr, f"the lr of param group {i} at step "
+                                          f"{self.last_epoch}", self._name)
+                   for i, lr in enumerate(self.get_lr())]
+        except OverflowError:
+            self.last_epoch -= 1
+            raise ValueError(f"{self._name}: the lr overflows at step {self.last_epoch + 1} "
+                             "(too large to be a float); check gamma and the schedule's "
+                             "length") from None
+        except BaseException:
+            self.last_epoch -= 1
+            raise
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self):
@@ -92,15 +170,27 @@ class LRScheduler:
         return state
 
     def load_state_dict(self, state_dict):
-        """Restore the position in the schedule and re-apply its last lrs to the optimizer."""
-        self.last_epoch = int(state_dict["last_epoch"])
-        self.base_lrs = [float(v) for v in state_dict["base_lrs"]]
-        self._last_lr = [float(v) for v in state_dict["last_lr"]]
-        for key in self._state_keys:
-            if key in state_dict:
-                setattr(self, key, state_dict[key])
+        """Restore the position in the schedule and re-apply its last lrs to the optimizer.
+
+        All or nothing: every key is checked (names, types, ranges, one lr per param
+        group) before anything is assigned.
+        """
+        groups = len(self.optimizer.param_groups)
+        checkers = {"last_epoch": _int_at_least(-1), "base_lrs": _reals_per_group(groups),
+                    "last_lr": _reals_per_group(groups)}
+        checkers.update({key: self._state_checks[key] for key in self._state_keys})
+        state = _checked_state(state_dict, checkers, self._name)
+        self._check_loaded(state)
+        self.last_epoch = state.pop("last_epoch")
+        self.base_lrs = state.pop("base_lrs")
+        self._last_lr = state.pop("last_lr")
+        for key, value in state.items():
+            setattr(self, key, value)
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
+
+    def _check_loaded(self, state):
+        """Checks across keys of a state about to be loaded (subclasses extend this)."""
 
     def __repr__(self):
         settings = ", ".join(f"{key}={getattr(self, key)!r}" for key in self._state_keys)
@@ -127,14 +217,16 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [base_lr * fn(self.last_epoch)
-                for base_lr, fn in zip(self.base_lrs, self.lr_lambdas)]
+        factors = [checks.real_number(fn(self.last_epoch), f"lr_lambda({self.last_epoch})",
+                                      "LambdaLR") for fn in self.lr_lambdas]
+        return [base_lr * factor for base_lr, factor in zip(self.base_lrs, factors)]
 
 
 class StepLR(LRScheduler):
     """``lr = base_lr * gamma ** (step // step_size)``."""
 
     _state_keys = ("step_size", "gamma")
+    _state_checks = {"step_size": _int_at_least(1), "gamma": _real_at_least(0.0, low_open=True)}
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = checks.positive_int(step_size, "step_size", "StepLR")
@@ -150,14 +242,18 @@ class MultiStepLR(LRScheduler):
     """``lr = base_lr * gamma ** (number of milestones <= step)``; milestones are step indices."""
 
     _state_keys = ("milestones", "gamma")
+    _state_checks = {"milestones": _list_of(_int_at_least(0)), "gamma": _real_at_least(0.0, low_open=True)}
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
-        milestones = list(milestones)
+        milestones = _sequence(milestones, "milestones", "MultiStepLR")
         self.milestones = sorted(checks.positive_int(m, f"milestones[{i}]", "MultiStepLR",
                                                      allow_zero=True)
                                  for i, m in enumerate(milestones))
         self.gamma = checks.real_number(gamma, "gamma", "MultiStepLR", 0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
+
+    def _check_loaded(self, state):
+        state["milestones"] = sorted(state["milestones"])
 
     def get_lr(self):
         passed = bisect.bisect_right(self.milestones, self.last_epoch)
@@ -168,6 +264,7 @@ class ExponentialLR(LRScheduler):
     """``lr = base_lr * gamma ** step``."""
 
     _state_keys = ("gamma",)
+    _state_checks = {"gamma": _real_at_least(0.0, low_open=True)}
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
         self.gamma = checks.real_number(gamma, "gamma", "ExponentialLR", 0.0, low_open=True)
@@ -184,6 +281,7 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     _state_keys = ("T_max", "eta_min")
+    _state_checks = {"T_max": _int_at_least(1), "eta_min": _real_at_least(0.0)}
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (torch's name)
         self.T_max = checks.positive_int(T_max, "T_max", "CosineAnnealingLR")
@@ -203,6 +301,8 @@ class LinearLR(LRScheduler):
     """
 
     _state_keys = ("start_factor", "end_factor", "total_iters")
+    _state_checks = {"start_factor": _real_between(0.0, 1.0, low_open=True),
+                     "end_factor": _real_between(0.0, 1.0), "total_iters": _int_at_least(1)}
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):
@@ -230,12 +330,14 @@ class PiecewiseLinearLR(LRScheduler):
     """
 
     _state_keys = ("milestones", "factors")
+    _state_checks = {"milestones": _list_of(_int_at_least(0)),
+                     "factors": _list_of(_real_at_least(0.0))}
 
     def __init__(self, optimizer, milestones, factors, last_epoch=-1):
         name = type(self).__name__
         milestones = [checks.positive_int(m, f"milestones[{i}]", name, allow_zero=True)
-                      for i, m in enumerate(milestones)]
-        factors = [checks.real_number(f, f"factors[{i}]", name, 0.0) for i, f in enumerate(factors)]
+                      for i, m in enumerate(_sequence(milestones, "milestones", name))]
+        factors = [checks.real_number(f, f"factors[{i}]", name, 0.0) for i, f in enumerate(_sequence(factors, "factors", name))]
         if len(milestones) != len(factors) or not milestones:
             raise ValueError(f"{name}: expected as many milestones as factors "
                              f"(at least one), got {len(milestones)} and {len(factors)}")
@@ -243,6 +345,14 @@ class PiecewiseLinearLR(LRScheduler):
             raise ValueError(f"{name}: milestones must increase strictly, got {milestones}")
         self.milestones, self.factors = milestones, factors
         super().__init__(optimizer, last_epoch)
+
+    def _check_loaded(self, state):
+        milestones, factors = state["milestones"], state["factors"]
+        if len(milestones) != len(factors) or not milestones or \
+                any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"{self._name}.load_state_dict: expected strictly increasing "
+                             "milestones and as many factors (at least one), got "
+                             f"{milestones} and {factors}")
 
     def factor(self, step):
         """The interpolated factor at ``step``."""
@@ -297,6 +407,9 @@ class OneCycleLR(LRScheduler):
     """
 
     _state_keys = ("total_steps", "anneal_strategy", "cycle_momentum", "use_beta1", "phases")
+    _state_checks = {"total_steps": _int_at_least(1), "anneal_strategy": _one_of("cos", "linear"),
+                     "cycle_momentum": _flag, "use_beta1": _flag,
+                     "phases": lambda value, label, name: value}  # see _check_loaded
 
     def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
                  pct_start=0.3, anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85,
@@ -311,6 +424,9 @@ class OneCycleLR(LRScheduler):
                                 * checks.positive_int(steps_per_epoch, "steps_per_epoch", name))
         else:
             raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
+        if self.total_steps > 2 ** 53:  # beyond exact float step positions
+            raise ValueError(f"OneCycleLR: total_steps must be at most 2**53, got "
+                             f"{self.total_steps}")
         pct_start = checks.real_number(pct_start, "pct_start", name, 0.0, 1.0)
         self.anneal_strategy = checks.choice(anneal_strategy, "anneal_strategy", name,
                                              ("cos", "linear"))
@@ -338,9 +454,11 @@ class OneCycleLR(LRScheduler):
         max_lrs = _per_group(max_lr, optimizer, "max_lr", "OneCycleLR", low_open=True)
         if last_epoch == -1:
             for group, peak in zip(optimizer.param_groups, max_lrs):
-                group["initial_lr"] = peak / div_factor
+                initial = checks.real_number(peak / div_factor, "max_lr / div_factor", name)
+                group["initial_lr"] = initial
                 group["max_lr"] = peak
-                group["min_lr"] = group["initial_lr"] / final_div_factor
+                group["min_lr"] = checks.real_number(
+                    initial / final_div_factor, "max_lr / div_factor / final_div_factor", name)
         self.cycle_momentum = checks.boolean(cycle_momentum, "cycle_momentum", name)
         self.use_beta1 = "betas" in optimizer.defaults
         if self.cycle_momentum:
@@ -354,6 +472,32 @@ class OneCycleLR(LRScheduler):
                     self._set_momentum(group, high)
                     group["max_momentum"], group["base_momentum"] = high, low
         super().__init__(optimizer, last_epoch)
+
+    def _check_loaded(self, state):
+        """The phases must be 2 or 3 dicts naming lr/momentum keys the groups hold."""
+        phases, where = state["phases"], f"{self._name}.load_state_dict"
+        names = ("start_lr", "end_lr", "start_momentum", "end_momentum")
+        if not isinstance(phases, (list, tuple)) or len(phases) not in (2, 3) or not all(
+                isinstance(p, dict) and set(p) == {"end_step", *names} for p in phases):
+            raise ValueError(f"{where}: 'phases' must be 2 or 3 dicts with keys end_step, "
+                             f"{', '.join(names)}; got {checks.describe(phases)}")
+        needed = {"initial_lr", "max_lr", "min_lr"}
+        if state["cycle_momentum"]:
+            needed |= {"max_momentum", "base_momentum"}
+        state["phases"] = []
+        for i, phase in enumerate(phases):
+            checked = {"end_step": checks.real_number(phase["end_step"],
+                                                      f"phases[{i}].end_step", where)}
+            for name in names:
+                if phase[name] not in needed and (state["cycle_momentum"] or "lr" in name):
+                    raise ValueError(f"{where}: phases[{i}].{name} must name one of "
+                                     f"{sorted(needed)}, got {checks.describe(phase[name])}")
+                checked[name] = phase[name]
+            state["phases"].append(checked)
+        for i, group in enumerate(self.optimizer.param_groups):
+            if not needed <= set(group):
+                raise ValueError(f"{where}: param group {i} lacks {sorted(needed - set(group))}; "
+                                 "load the optimizer's state_dict first")
 
     def _check_phases(self, pct_start):
         """Refuse a phase of no steps that a step would land in (it would divide by zero):
@@ -441,7 +585,7 @@ class ReduceLROnPlateau:
 
     def step(self, metric):
         """Record one value of the monitored metric (a number or a 0-d array)."""
-        value = float(metric)
+        value = checks.real_number(metric, "metric", "ReduceLROnPlateau")
         self.last_epoch += 1
         if self.is_better(value, self.best):
             self.best = value
@@ -475,12 +619,23 @@ class ReduceLROnPlateau:
         return state
 
     def load_state_dict(self, state_dict):
-        for key in self._state_keys:
-            setattr(self, key, state_dict[key])
-        best = state_dict["best"]
+        """Restore :meth:`state_dict`; every key is checked before anything is assigned."""
+        groups = len(self.optimizer.param_groups)
+        count = _int_at_least(0)
+        checkers = {"mode": _one_of("min", "max"), "threshold_mode": _one_of("rel", "abs"),
+                    "factor": _real_between(0.0, 1.0, low_open=True, high_open=True),
+                    "threshold": _real_at_least(0.0), "eps": _real_at_least(0.0),
+                    "patience": count, "cooldown": count, "num_bad_epochs": count,
+                    "cooldown_counter": count, "last_epoch": count,
+                    "min_lrs": _reals_per_group(groups), "last_lr": _reals_per_group(groups),
+                    "best": lambda value, label, name: (
+                        None if value is None else checks.real_number(value, label, name))}
+        state = _checked_state(state_dict, checkers, "ReduceLROnPlateau")
+        best, self._last_lr = state.pop("best"), state.pop("last_lr")
+        for key, value in state.items():
+            setattr(self, key, value)
         worst = math.inf if self.mode == "min" else -math.inf
-        self.best = worst if best is None else float(best)
-        self._last_lr = [float(v) for v in state_dict["last_lr"]]
+        self.best = worst if best is None else best
 
     def __repr__(self):
         return (f"ReduceLROnPlateau(mode={self.mode!r}, factor={self.factor}, "

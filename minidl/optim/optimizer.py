@@ -65,6 +65,16 @@ def _plain(value):
     return value
 
 
+def _state_index(key):
+    """A parameter index of state_dict (an int, or its string after a JSON round trip)."""
+    if isinstance(key, str) and key.isdigit():
+        return int(key)
+    if checks.is_bool(key) or not isinstance(key, numbers.Integral):
+        raise TypeError(f"load_state_dict: parameter indices must be integers, got "
+                        f"{checks.describe(key)}")
+    return int(key)
+
+
 class Optimizer:
     """Base class of every optimizer.
 
@@ -80,6 +90,8 @@ class Optimizer:
 
     # State entries that are numbers, not arrays shaped like the parameter.
     _scalar_state_keys = ("step",)
+    # State entries the rule creates only when needed (SGD's momentum buffer).
+    _optional_state_keys = ()
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -235,45 +247,94 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Restore hyper-parameters and state saved by :meth:`state_dict`.
 
-        The groups must have the same sizes as this optimizer's. Arrays are copied to
-        each parameter's device and dtype; integer keys may come back as strings (JSON).
+        All or nothing: the groups (same sizes as this optimizer's, every hyper-parameter
+        of this class present and valid) and every state entry (the names this rule uses,
+        real-float arrays shaped like their parameter, a non-negative integer ``step``)
+        are checked before anything is assigned; on an error the optimizer is unchanged.
+        Arrays are copied to each parameter's device and dtype; integer keys may come
+        back as strings (JSON).
         """
-        saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
-        if saved_groups is None or "state" not in state_dict:
-            raise ValueError(f"{self._name}.load_state_dict: expected a dict with 'state' and "
-                             "'param_groups' (from state_dict())")
+        where = f"{self._name}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{where}: expected a dict with 'state' and 'param_groups' (from "
+                            f"state_dict()), got {checks.describe(state_dict)}")
+        saved_groups, saved_state = state_dict.get("param_groups"), state_dict.get("state")
+        if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
+            raise ValueError(f"{where}: expected a dict with 'state' (a dict) and "
+                             f"'param_groups' (a list), as state_dict() returns; got keys "
+                             f"{sorted(map(str, state_dict))}")
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"{self._name}.load_state_dict: the state has {len(saved_groups)} "
-                             f"param groups, this optimizer has {len(self.param_groups)}")
-        by_index = {}
-        new_groups = []
+            raise ValueError(f"{where}: the state has {len(saved_groups)} param groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        by_index, new_groups = {}, []
         for i, (saved, current) in enumerate(zip(saved_groups, self.param_groups)):
-            if len(saved["params"]) != len(current["params"]):
-                raise ValueError(f"{self._name}.load_state_dict: param group {i} has "
-                                 f"{len(saved['params'])} parameters in the state, "
-                                 f"{len(current['params'])} here")
-            by_index.update({int(k): p for k, p in zip(saved["params"], current["params"])})
-            group = {key: _plain(value) for key, value in saved.items() if key != "params"}
-            group["params"] = current["params"]
-            self._check_group(group, i)
+            group = self._restore_group(saved, current, i, by_index)
             new_groups.append(group)
         new_state = {}
-        for key, entries in state_dict["state"].items():
-            if int(key) not in by_index:
-                raise ValueError(f"{self._name}.load_state_dict: state for parameter {key} "
-                                 "which no param group lists")
-            param = by_index[int(key)]
+        for key, entries in saved_state.items():
+            index = _state_index(key)
+            if index not in by_index:
+                raise ValueError(f"{where}: state for parameter {key!r}, which no param "
+                                 "group lists")
+            param, hyper = by_index[index]
+            if not isinstance(entries, dict):
+                raise TypeError(f"{where}: the state of parameter {key} must be a dict, got "
+                                f"{checks.describe(entries)}")
+            self._check_state_names(entries, param, hyper, key)
             new_state[param] = {name: self._restore_entry(name, value, param)
                                 for name, value in entries.items()}
         self.param_groups = new_groups
         self.state = new_state
 
+    def _restore_group(self, saved, current, index, by_index):
+        """A checked copy of a saved group holding this optimizer's parameters; fills
+        ``by_index`` (state index -> (param, hyper-parameters))."""
+        where = f"{self._name}.load_state_dict"
+        if not isinstance(saved, dict) or not isinstance(saved.get("params"), (list, tuple)):
+            raise ValueError(f"{where}: param group {index} must be a dict with a 'params' "
+                             f"list, got {checks.describe(saved)}")
+        if len(saved["params"]) != len(current["params"]):
+            raise ValueError(f"{where}: param group {index} has {len(saved['params'])} "
+                             f"parameters in the state, {len(current['params'])} here")
+        missing = [key for key in self.defaults if key not in saved]
+        if missing:
+            raise ValueError(f"{where}: param group {index} lacks {', '.join(missing)} (was "
+                             f"the state saved by another optimizer class?)")
+        group = {key: _plain(value) for key, value in saved.items() if key != "params"}
+        group["params"] = current["params"]
+        self._check_group(group, index)
+        for key, param in zip(saved["params"], current["params"]):
+            position = _state_index(key)
+            if position in by_index:
+                raise ValueError(f"{where}: parameter index {key} appears twice in the groups")
+            by_index[position] = (param, group)
+        return group
+
+    def _check_state_names(self, entries, param, hyper, key):
+        """The entries must be those this rule keeps (optional ones may be absent)."""
+        initial = set(self._init_state(param, hyper))
+        allowed = initial | set(self._optional_state_keys)
+        needed = initial - set(self._optional_state_keys)
+        names = set(entries)
+        if not names <= allowed or not needed <= names:
+            raise ValueError(f"{self._name}.load_state_dict: the state of parameter {key} has "
+                             f"entries {sorted(map(str, names))}, expected "
+                             f"{sorted(needed)} (optionally {sorted(allowed - needed)}); "
+                             "was it saved by another optimizer class?")
+
     def _restore_entry(self, name, value, param):
+        where = f"{self._name}.load_state_dict"
         if name in self._scalar_state_keys:
-            return _plain(value.item() if hasattr(value, "item") else value)
-        if tuple(np.shape(value)) != tuple(param.data.shape):
-            raise ValueError(f"{self._name}.load_state_dict: state {name!r} of {param!r} has "
-                             f"shape {tuple(np.shape(value))}, expected {tuple(param.data.shape)}")
+            if checks.is_array(value) and value.ndim == 0 and value.dtype.kind in "iu":
+                value = value.item()
+            return checks.positive_int(value, f"state {name!r} of {param!r}", where,
+                                       allow_zero=True)
+        if not checks.is_array(value) or value.dtype.kind != "f":
+            raise TypeError(f"{where}: state {name!r} of {param!r} must be a real float "
+                            f"array, got {getattr(value, 'dtype', type(value).__name__)}")
+        if tuple(value.shape) != tuple(param.data.shape):
+            raise ValueError(f"{where}: state {name!r} of {param!r} has shape "
+                             f"{tuple(value.shape)}, expected {tuple(param.data.shape)}")
         value = backend.to_device(value, backend.device_of(param.data))
         return value.astype(param.data.dtype, copy=True)
 

@@ -19,6 +19,8 @@ class RMSprop(Optimizer):
     ``"momentum_buffer"`` (momentum > 0). A zero gradient gives a zero step (eps > 0).
     """
 
+    _optional_state_keys = ("momentum_buffer", "grad_avg")
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,

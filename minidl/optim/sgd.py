@@ -18,6 +18,8 @@ class SGD(Optimizer):
     Nesterov momentum needs momentum > 0 and dampening = 0.
     """
 
+    _optional_state_keys = ("momentum_buffer",)
+
     def __init__(self, params, lr=required, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,

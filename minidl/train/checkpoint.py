@@ -95,10 +95,8 @@ def _encode(value, key, arrays):
     if key in arrays:
         raise TypeError(f"save_checkpoint: two values would be stored under {key!r} "
                         "(a key containing '/', or both 0 and '0' in one dict)")
-    if checks.is_array(value) and np.dtype(value.dtype).hasobject:
-        # np.savez would pickle it, and a checkpoint is never pickled.
-        raise TypeError(f"save_checkpoint: cannot store an array of Python objects (dtype "
-                        f"{value.dtype}, at {key!r}); use numeric arrays, or lists and dicts")
+    if checks.is_array(value):
+        _check_storable(value, key, "save_checkpoint")
     if isinstance(value, np.generic):
         arrays[key] = np.asarray(value)
         return {_SCALAR: key}
@@ -120,6 +118,52 @@ def _encode(value, key, arrays):
         return value
     raise TypeError(f"save_checkpoint: cannot store a value of type {type(value).__name__} "
                     f"(at {key!r}); use arrays, numbers, strings, lists and dicts")
+
+
+def _check_path(path, caller):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{caller}: path must be a file path (str or os.PathLike), got "
+                        f"{checks.describe(path)}")
+    if not os.fspath(path):
+        raise ValueError(f"{caller}: path is empty; give a file name such as 'run.npz'")
+    return path
+
+
+def _check_model(model, caller):
+    if not (hasattr(model, "state_dict") and hasattr(model, "load_state_dict")):
+        raise TypeError(f"{caller}: expected a minidl Module as model, got "
+                        f"{checks.describe(model)}")
+
+
+def _check_stateful(caller, **objects):
+    """Each given object (optimizer, scheduler, loader) must have state_dict methods."""
+    for role, value in objects.items():
+        if value is not None and not (hasattr(value, "state_dict")
+                                      and hasattr(value, "load_state_dict")):
+            raise TypeError(f"{caller}: {role} must be a minidl object with state_dict() "
+                            f"(or None), got {checks.describe(value)}")
+
+
+def _check_storable(array, key, caller):
+    """Refuse arrays a checkpoint does not hold: Python objects (np.savez would pickle
+    them, and a checkpoint is never pickled) and complex numbers (minidl is real-valued)."""
+    dtype = np.dtype(array.dtype)
+    if dtype.hasobject or dtype.kind == "c":
+        what = "Python objects" if dtype.hasobject else "complex numbers"
+        raise TypeError(f"{caller}: cannot store an array of {what} (dtype {dtype}, at "
+                        f"{key!r}); use real numeric arrays, or lists and dicts")
+
+
+def _model_arrays(model, caller, prefix=""):
+    """The model's state_dict as NumPy arrays keyed ``prefix + name``, each checked."""
+    if not hasattr(model, "state_dict"):
+        raise TypeError(f"{caller}: expected a minidl Module as model, got "
+                        f"{checks.describe(model)}")
+    arrays = {}
+    for name, value in model.state_dict().items():
+        _check_storable(value, prefix + name, caller)
+        arrays[prefix + name] = backend.to_numpy(value)
+    return arrays
 
 
 def _decode(value, arrays):
@@ -148,20 +192,29 @@ def _loader_state(loader):
 
 # --------------------------------------------------------------------------- reading
 def _read_npz(path, caller):
-    """Every array of the .npz at ``path``, read eagerly so corruption shows up here."""
+    """Every array of the .npz at ``path``, read eagerly so corruption shows up here.
+
+    Every error of the zip and .npy layers (a bad CRC, a truncated member, an unknown
+    zip version or compression, an "encrypted" flag, a header that pickles) becomes a
+    CheckpointError naming the file; the file is always closed.
+    """
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single .npy array, not an .npz archive")
-        with data:
-            return {name: data[name] for name in data.files}
+        with open(path, "rb") as handle:
+            data = np.load(handle, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            with data:
+                return {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
+            zlib.error, NotImplementedError, RuntimeError, MemoryError) as err:
+        # zipfile raises NotImplementedError for an unknown version or compression and
+        # RuntimeError for an encrypted member; a forged .npy header can ask for any size.
         raise CheckpointError(
             f"{caller}: cannot read {os.fspath(path)!r}: the file is truncated or corrupt, or "
             f"not a NumPy .npz archive ({type(err).__name__}: {err}). If a save was "
-            "interrupted, use an earlier checkpoint.") from err
+            "interrupted, use an earlier checkpoint; otherwise save the weights again.") from err
 
 
 def _read_meta(path, arrays, caller):
@@ -198,7 +251,12 @@ def _load_model_state(path, model, state, caller, saved_from=None):
 
 def _check_optimizer_fits(path, optimizer, saved):
     """Compare parameter groups and sizes before anything is loaded."""
-    saved_groups = saved.get("param_groups", [])
+    saved_groups = saved.get("param_groups", []) if isinstance(saved, dict) else None
+    if not isinstance(saved_groups, list) or not all(
+            isinstance(group, dict) and isinstance(group.get("params", []), list)
+            for group in saved_groups):
+        raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
+                              "is corrupt (its param groups are not a list of dicts)")
     own_groups = optimizer.param_groups
     saved_sizes = [len(group.get("params", [])) for group in saved_groups]
     own_sizes = [len(group["params"]) for group in own_groups]
@@ -207,8 +265,13 @@ def _check_optimizer_fits(path, optimizer, saved):
                               f"parameter groups of sizes {saved_sizes}, this "
                               f"{type(optimizer).__name__} has {own_sizes}")
     params = [param for group in own_groups for param in group["params"]]
-    for index, entries in saved.get("state", {}).items():
-        if not 0 <= int(index) < len(params):
+    state = saved.get("state", {})
+    if not isinstance(state, dict) or not all(isinstance(entries, dict)
+                                              for entries in state.values()):
+        raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
+                              "is corrupt (its 'state' is not a dict of dicts)")
+    for index, entries in state.items():
+        if not str(index).isdigit() or not 0 <= int(index) < len(params):
             raise CheckpointError(f"load_checkpoint: the optimizer state in {os.fspath(path)!r} "
                                   f"refers to parameter {index}, the optimizer has {len(params)}")
         for name, value in entries.items():
@@ -240,9 +303,11 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
     (its ``state_dict()`` is stored) or name -> an already taken loader state. The
     minidl RNG state is always stored. Returns ``path``.
     """
+    _check_path(path, "save_checkpoint")
+    _check_model(model, "save_checkpoint")
+    _check_stateful("save_checkpoint", optimizer=optimizer, scheduler=scheduler)
     epoch = checks.positive_int(epoch, "epoch", "save_checkpoint", allow_zero=True)
-    arrays = {f"model/{name}": backend.to_numpy(value)
-              for name, value in model.state_dict().items()}
+    arrays = _model_arrays(model, "save_checkpoint", prefix="model/")
     if history is not None and hasattr(history, "to_dict"):
         history = history.to_dict()
     meta = {
@@ -279,64 +344,120 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, loaders=None, r
     stored loader states by name), ``model_class`` and ``path``.
     """
     caller = "load_checkpoint"
+    _check_path(path, caller)
+    _check_model(model, caller)
     restore_rng = checks.boolean(restore_rng, "restore_rng", caller)
+    if loaders is not None and not isinstance(loaders, dict):
+        raise TypeError(f"{caller}: loaders must be a dict name -> DataLoader, got "
+                        f"{checks.describe(loaders)}")
+    loaders = {name: loader for name, loader in (loaders or {}).items() if loader is not None}
+    _check_stateful(caller, optimizer=optimizer, scheduler=scheduler,
+                    **{f"loaders[{name!r}]": loader for name, loader in loaders.items()})
     arrays = _read_npz(path, caller)
     meta = _read_meta(path, arrays, caller)
     model_state = {key[len("model/"):]: value for key, value in arrays.items()
                    if key.startswith("model/")}
-
     for role, target in (("optimizer", optimizer), ("scheduler", scheduler)):
         saved_class = meta.get(f"{role}_class")
         if target is not None and saved_class and saved_class != type(target).__name__:
             raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds the state of a "
                                   f"{saved_class}, not of this {type(target).__name__} "
                                   f"({role}); nothing was loaded")
-    optimizer_state = scheduler_state = None
+    content = _read_content(path, meta, arrays, optimizer, scheduler, loaders, restore_rng)
     if optimizer is not None:
-        if meta.get("optimizer") is None:
-            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no optimizer state")
-        optimizer_state = _decode(meta["optimizer"], arrays)
-        _check_optimizer_fits(path, optimizer, optimizer_state)
-    if scheduler is not None:
-        if meta.get("scheduler") is None:
-            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no scheduler state")
-        scheduler_state = _decode(meta["scheduler"], arrays)
-    loader_states = {name: _decode(state, arrays)
-                     for name, state in meta.get("loaders", {}).items()}
-    for name in (loaders or {}):
-        if loaders[name] is not None and name not in loader_states:
-            raise CheckpointError(f"{caller}: {os.fspath(path)!r} holds no state for the "
-                                  f"{name!r} data loader (it has {sorted(loader_states)})")
+        _check_optimizer_fits(path, optimizer, content["optimizer"])
 
-    _load_model_state(path, model, model_state, caller, saved_from=meta.get("model_class"))
+    # Everything that can be checked without loading is checked; each load below checks
+    # its own part before assigning, and a failure rolls back the objects already loaded.
+    targets = [("model", model, model_state)]
     if optimizer is not None:
-        try:
-            optimizer.load_state_dict(_state_to_param_devices(optimizer_state, optimizer))
-        except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{caller}: the optimizer state in {os.fspath(path)!r} "
-                                  f"(saved from {meta.get('optimizer_class')}) does not fit "
-                                  f"this {type(optimizer).__name__}: {err}") from err
+        targets.append(("optimizer", optimizer,
+                        _state_to_param_devices(content["optimizer"], optimizer)))
     if scheduler is not None:
-        scheduler.load_state_dict(scheduler_state)
-    for name, loader in (loaders or {}).items():
-        if loader is not None:
-            loader.load_state_dict(loader_states[name])
+        targets.append(("scheduler", scheduler, content["scheduler"]))
+    targets += [(f"{name!r} data loader", loader, content["loaders"][name])
+                for name, loader in loaders.items()]
+    _load_all_or_nothing(path, meta, targets, caller)
     if restore_rng:
-        backend.set_rng_state(_decode(meta["rng_state"], arrays))
-    return {"epoch": meta["epoch"], "history": _decode(meta["history"], arrays),
-            "extra": _decode(meta["extra"], arrays), "loaders": loader_states,
+        backend.set_rng_state(content["rng_state"])
+    return {"epoch": content["epoch"], "history": content["history"],
+            "extra": content["extra"], "loaders": content["loaders"],
             "model_class": meta.get("model_class"), "path": os.fspath(path)}
+
+
+def _read_content(path, meta, arrays, optimizer, scheduler, loaders, restore_rng):
+    """Decode and check every part of the metadata that load_checkpoint needs."""
+    caller, name = "load_checkpoint", os.fspath(path)
+    required = {"epoch", "rng_state", "history", "extra", "loaders", "optimizer", "scheduler"}
+    missing = sorted(required - set(meta))
+    if missing:
+        raise CheckpointError(f"{caller}: {name!r} has incomplete metadata (no "
+                              f"{', '.join(missing)}); the file is corrupt or was not "
+                              "written by save_checkpoint. Use another checkpoint.")
+    try:
+        content = {key: _decode(meta[key], arrays) for key in sorted(required)}
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise CheckpointError(f"{caller}: {name!r} has corrupt metadata ({type(err).__name__}: "
+                              f"{err}); use another checkpoint") from err
+    try:
+        content["epoch"] = checks.positive_int(content["epoch"], "the stored epoch", caller,
+                                               allow_zero=True)
+        if not isinstance(content["loaders"], dict):
+            raise TypeError(f"{caller}: the stored loader states must be a dict, got "
+                            f"{checks.describe(content['loaders'])}")
+        if restore_rng:
+            probe = np.random.default_rng()
+            probe.bit_generator.state = content["rng_state"]
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{caller}: {name!r} has corrupt metadata ({err}); use another "
+                              "checkpoint") from err
+    for role, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if target is not None and content[role] is None:
+            raise CheckpointError(f"{caller}: {name!r} holds no {role} state")
+    for key in loaders:
+        if key not in content["loaders"]:
+            raise CheckpointError(f"{caller}: {name!r} holds no state for the {key!r} data "
+                                  f"loader (it has {sorted(content['loaders'])})")
+    return content
+
+
+def _load_all_or_nothing(path, meta, targets, caller):
+    """``load_state_dict`` each (role, object, state); on a failure, put back the
+    snapshots of the objects already loaded and raise CheckpointError naming the file."""
+    done = []
+    try:
+        for role, target, state in targets:
+            snapshot = target.state_dict()
+            if role == "model":
+                _load_model_state(path, target, state, caller, saved_from=meta.get("model_class"))
+            else:
+                try:
+                    target.load_state_dict(state)
+                except (ValueError, TypeError, KeyError, IndexError) as err:
+                    saved = meta.get(f"{role}_class")
+                    origin = f" (saved from a {saved})" if saved else ""
+                    raise CheckpointError(
+                        f"{caller}: the {role} state in {os.fspath(path)!r}{origin} does not fit "
+                        f"this {type(target).__name__}; nothing was loaded: {err}") from err
+            done.append((target, snapshot))
+    except BaseException:
+        for target, snapshot in reversed(done):
+            target.load_state_dict(snapshot)
+        raise
 
 
 def save_weights(path, model):
     """Save only the model's parameters and buffers: an .npz keyed by state_dict names."""
-    state = {name: backend.to_numpy(value) for name, value in model.state_dict().items()}
+    _check_path(path, "save_weights")
+    state = _model_arrays(model, "save_weights")
     return atomic_write(path, lambda handle: np.savez(handle, **state))
 
 
 def load_weights(path, model):
     """Load weights saved by :func:`save_weights` (or the model part of a checkpoint)."""
     caller = "load_weights"
+    _check_path(path, caller)
+    _check_model(model, caller)
     arrays = _read_npz(path, caller)
     saved_from = None
     if META_KEY in arrays:  # a full checkpoint: take its model entries

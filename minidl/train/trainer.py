@@ -275,7 +275,10 @@ class Trainer:
     def _train_step(self, x_batch, y_batch, device, epoch, step, total):
         """forward -> loss -> zero_grad -> backward -> optimizer step; (loss, batch size)."""
         x_batch, y_batch = backend.to_device(x_batch, device), backend.to_device(y_batch, device)
-        logits = self.model(x_batch)
+        # Diverging weights overflow in the forward: no RuntimeWarning, the check below
+        # turns the resulting Inf/NaN into a NonFiniteLossError with epoch and step.
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = self.model(x_batch)
         # On the CPU the checks are free: stop before the bad step touches the weights.
         if isinstance(logits, np.ndarray) and not np.isfinite(logits).all():
             raise NonFiniteLossError(self._non_finite_message(
