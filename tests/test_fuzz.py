@@ -584,7 +584,6 @@ def test_data_loader_and_split_on_drawn_arguments(data):
 
 
 # ----------------------------------------------------------------------------- train
-@pytest.mark.xfail(strict=True, reason="accuracy/topk_correct on 0-d arrays raise IndexError")
 @FUZZ
 @given(data=st.data())
 def test_metrics_on_drawn_arrays(data):
@@ -623,10 +622,6 @@ def test_callbacks_and_history_on_drawn_arguments(data, tmp_path_factory):
         assert status == "error"
 
 
-# Outside this branch's files (minidl/train/metrics.py and history.py): found by the
-# fuzzing, left to their owners; strict, so the marker must go when they are fixed.
-@pytest.mark.xfail(strict=True, reason="History([0]) raises a bare TypeError "
-                                       "('int' object is not iterable)")
 @FUZZ
 @given(rows=st.sampled_from(ODD_VALUES + [[{"epoch": 1, "train_loss": 0.5}]]))
 def test_history_on_drawn_rows(rows):

@@ -37,12 +37,18 @@ class History:
     columns = COLUMNS
 
     def __init__(self, rows=()):
+        if isinstance(rows, (dict, str)) or not hasattr(rows, "__iter__"):
+            raise TypeError(f"History: expected a list of rows (dicts of metrics), got "
+                            f"{type(rows).__name__}")
         self.rows = []
         for row in rows:
             self.append(row)
 
     def append(self, row):
         """Add one epoch's metrics (a dict; keys must be among :data:`COLUMNS`)."""
+        if not isinstance(row, dict):
+            raise TypeError(f"History.append: expected a dict of metrics, got "
+                            f"{type(row).__name__}")
         unknown = sorted(set(row) - set(COLUMNS))
         if unknown:
             raise ValueError(f"History.append: unknown columns {unknown}; expected some of "

@@ -44,9 +44,12 @@ def true_class_rank(logits, labels):
 def topk_correct(logits, labels, topk=(1, 5)):
     """Number of top-k correct samples for each k in ``topk``: an int array on the device.
 
-    The fast path for training loops: no validation and no device sync (the caller sums
-    these counts over many batches and converts to floats once).
+    The fast path for training loops: no device sync (the caller sums these counts over
+    many batches and converts to floats once); the checks read shapes only.
     """
+    _check_logits_and_labels("topk_correct", logits, labels)
+    topk = (topk,) if np.ndim(topk) == 0 else tuple(topk)
+    _check_topk("topk_correct", topk)
     xp = get_array_module(logits)
     rank = true_class_rank(logits, labels)
     return xp.stack([(rank < k).sum() for k in topk])
