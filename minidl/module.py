@@ -287,7 +287,8 @@ class Module:
         try:
             y = self.forward(x, *args, **kwargs)
         except (MemoryError, OverflowError, ValueError) as err:
-            better = _too_large(f"{type(self).__name__} (input shape {tuple(x.shape)})", err)
+            shape = tuple(getattr(x, "shape", ()))
+            better = _too_large(f"{type(self).__name__} (input shape {shape})", err)
             if better is None:
                 raise
             raise better from err
