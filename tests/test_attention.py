@@ -277,7 +277,7 @@ def test_mha_errors():
     with pytest.raises(RuntimeError, match="nothing saved"):
         L.MultiheadAttention(4, 2).backward(x)
     mha(x)
-    with pytest.raises(ValueError, match="expected d_output of shape"):
+    with pytest.raises(ValueError, match="expected dy of shape"):
         mha.backward(np.zeros((2, 3, 4), dtype=np.float32))
 
 

@@ -91,6 +91,9 @@ LAYERS_AND_INPUTS = [
     (lambda: L.Identity(), (2, 3)),
     (lambda: L.GlobalAvgPool2d(), (2, 3, 4, 4)),
     (lambda: L.Residual(L.Sequential(L.Linear(3, 3), L.ReLU())), (2, 3)),
+    (lambda: L.LayerNorm(4), (2, 3, 4)),
+    (lambda: L.GroupNorm(2, 4), (2, 4, 3)),
+    (lambda: L.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True), (2, 3, 4)),
 ]
 
 
@@ -136,3 +139,19 @@ def test_layers_without_saved_values_still_need_a_forward():
         L.Identity().backward(np.ones((2, 3), np.float32))
     with pytest.raises(TypeError, match="Residual: body must be a Module, got int"):
         L.Residual(0)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: L.LSTM(3, 4), (5, 2, 3)),
+    (lambda: L.GRU(3, 4, batch_first=True), (2, 5, 3)),
+    (lambda: L.MultiheadAttention(4, 2), (5, 2, 4)),
+])
+def test_layers_with_tuple_outputs_check_dy_too(make, shape):
+    layer = make()
+    output = layer(np.ones(shape, dtype=np.float32))[0]
+    name = type(layer).__name__
+    for bad, error in [(output.tolist(), TypeError), (output.astype(np.float64), TypeError),
+                       (np.ones(output.shape + (1,), np.float32), ValueError)]:
+        with pytest.raises(error, match=f"{name}.backward"):
+            layer.backward(bad)
+    assert layer.backward(np.ones_like(output)).shape == shape

@@ -205,9 +205,7 @@ class MultiheadAttention(Module):
         expected = saved[1].shape[0], saved[1].shape[2], self.embed_dim  # (N, L, E)
         if not self.batch_first:
             expected = expected[1], expected[0], expected[2]
-        if tuple(d_output.shape) != expected:
-            raise ValueError(f"MultiheadAttention.backward: expected d_output of shape "
-                             f"{expected} (the forward output), got {tuple(d_output.shape)}")
+        self._check_output_gradient(d_output, expected, saved[1].dtype, device_of(saved[1]))
         self._saved_attention = None
         return saved
 
