@@ -367,7 +367,10 @@ class Module:
         name = type(self).__name__
         float_array(x, name, self.input_shape)
         array_shape(x, name, self.input_shape)
-        if self.input_shape.startswith("(N,") and 0 in x.shape[1:]:
+        # Layers that reduce over fixed axes (conv, pooling, BatchNorm) cannot do so over an
+        # empty one; elementwise layers ("(N, ...)") just return an empty array.
+        if self.input_shape.startswith("(N,") and "..." not in self.input_shape \
+                and 0 in x.shape[1:]:
             raise ValueError(f"{name}: got input of shape {tuple(x.shape)} with an empty axis; "
                              f"only the batch axis N of {self.input_shape} may be 0")
         if self.input_axis_size is not None:

@@ -129,8 +129,7 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(make, shape):
     (lambda: L.GlobalAvgPool2d(), (2, 3, 4, 0)),
     (lambda: L.Conv2d(3, 4, 1), (2, 3, 0, 4)),
     (lambda: L.BatchNorm2d(3), (2, 3, 0, 0)),
-    (lambda: L.ReLU(), (2, 0)),
-    (lambda: L.Flatten(), (2, 0, 3)),
+    (lambda: L.BatchNorm1d(3), (2, 0)),  # elementwise layers return an empty array instead
 ])
 def test_an_empty_feature_or_spatial_axis_is_a_clear_error(make, shape):
     layer = make()

@@ -111,9 +111,9 @@ class MultiheadAttention(Module):
         return mask.astype(dtype)
 
     # ------------------------------------------------------------------ heads
-    def _split(self, x2d, n):
+    def _split(self, x2d, n, length):
         """(N*L, E) -> (N, H, L, D)"""
-        return x2d.reshape(n, -1, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+        return x2d.reshape(n, length, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
 
     def _merge(self, heads):
         """(N, H, L, D) -> (N*L, E)"""
@@ -146,7 +146,8 @@ class MultiheadAttention(Module):
         (n, length, e), source = query.shape, key.shape[1]
         sources = [query] if self_attention else [query, key, value]
         inputs = [xp.ascontiguousarray(x).reshape(-1, e) for x in sources]
-        q, k, v = (self._split(t, n) for t in self._project(inputs))
+        q, k, v = (self._split(t, n, size)
+                   for t, size in zip(self._project(inputs), (length, source, source)))
         mask = self._mask(attn_mask, key_padding_mask, n, length, source, query.dtype, xp)
         p = self.dropout if self.training else 0.0
         heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
@@ -165,11 +166,12 @@ class MultiheadAttention(Module):
         d = d_output if self.batch_first else xp.swapaxes(d_output, 0, 1)
         n = d.shape[0]
         d_rows = xp.ascontiguousarray(d).reshape(-1, self.embed_dim)  # tokens as rows: one GEMM
-        d_heads = self._split(self.out_proj.backward(d_rows), n)
+        d_heads = self._split(self.out_proj.backward(d_rows), n, d.shape[1])
         dq, dk, dv = (self._merge(g) for g in scaled_dot_product_attention_backward(
             d_heads, q, k, v, weights, keep, p))
         d_inputs = self._project_backward(inputs, [dq, dk, dv])
-        d_inputs = [g.reshape(n, -1, self.embed_dim) for g in d_inputs]
+        lengths = (q.shape[2], k.shape[2], v.shape[2])  # of query, key, value
+        d_inputs = [g.reshape(n, size, self.embed_dim) for g, size in zip(d_inputs, lengths)]
         if not self.batch_first:
             d_inputs = [xp.swapaxes(g, 0, 1) for g in d_inputs]
         if self_attention:
