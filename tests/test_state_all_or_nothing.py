@@ -283,7 +283,7 @@ def lookahead():
     (lambda s: s["lookahead"].update(k=0), "k must be"),
     (lambda s: s["lookahead"].pop("alpha"), "alpha"),
     (lambda s: s["lookahead"].update(step_count=-1), "step_count"),
-    (lambda s: _last(s).update(lookahead_slow=np.zeros(2, np.float32)), "have shape"),
+    (lambda s: _last(s).update(lookahead_slow=np.zeros(2, np.float32)), "has shape"),
     (lambda s: _last(s).update(lookahead_slow=_last(s)["lookahead_slow"].astype(complex)),
      "real float"),
     (lambda s: s["state"].update({9: {"lookahead_slow": np.zeros(3, np.float32)}}),

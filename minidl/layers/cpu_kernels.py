@@ -34,12 +34,13 @@ class Workspace:
     def __init__(self):
         self._buffers = {}
 
-    def get(self, role, shape, dtype):
+    def get(self, like, role, shape):
+        """A view of ``role``'s buffer with ``shape`` and ``like``'s dtype."""
         size = math.prod(shape)
-        key = (role, np.dtype(dtype))
+        key = (role, np.dtype(like.dtype))
         buffer = self._buffers.get(key)
         if buffer is None or buffer.size < size:
-            buffer = np.empty(size, dtype=dtype)
+            buffer = np.empty(size, dtype=like.dtype)
             self._buffers[key] = buffer
         return buffer[:size].reshape(shape)
 
@@ -53,7 +54,7 @@ _scratch = Workspace()
 
 def scratch(like, role, shape):
     """A short-lived buffer of ``like``'s dtype for ``role`` (reused by the next request)."""
-    return _scratch.get(role, shape, like.dtype)
+    return _scratch.get(like, role, shape)
 
 
 _MAX_COPY_THREADS = 4  # copies are memory-bound: more threads stop helping

@@ -89,6 +89,17 @@ def _geometry(channels, height, width, out_hw, kernel_size, stride, padding, dil
             *dilation, groups)
 
 
+class Workspace:
+    """The CuPy twin of :class:`minidl.layers.cpu_kernels.Workspace`: CuPy's memory pool
+    already reuses memory between steps, so ``get`` just allocates."""
+
+    def get(self, like, role, shape):
+        return get_array_module(like).empty(shape, dtype=like.dtype)
+
+    def clear(self):
+        pass
+
+
 def scratch(like, role, shape):
     """A short-lived buffer of ``like``'s dtype: a fresh array from CuPy's memory pool."""
     return get_array_module(like).empty(shape, dtype=like.dtype)

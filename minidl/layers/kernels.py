@@ -29,17 +29,16 @@ class Workspace:
     """
 
     def __init__(self):
-        self._cpu = cpu_kernels.Workspace()
+        self._by_backend = {cpu_kernels: cpu_kernels.Workspace(),
+                            gpu_kernels: gpu_kernels.Workspace()}
 
     def get(self, like, role, shape):
         """An uninitialised array of ``shape`` with ``like``'s dtype and device."""
-        xp = get_array_module(like)
-        if xp is np:
-            return self._cpu.get(role, shape, like.dtype)
-        return xp.empty(shape, dtype=like.dtype)
+        return self._by_backend[for_array(like)].get(like, role, shape)
 
     def clear(self):
-        self._cpu.clear()
+        for workspace in self._by_backend.values():
+            workspace.clear()
 
 
 def scratch(like, role, shape):

@@ -1,5 +1,6 @@
 """Lookahead: k fast steps of an inner optimizer, then pull back towards slow weights."""
-from .. import backend, checks
+from .. import checks
+from .optimizer import array_like_param
 
 
 def _index(key, count):
@@ -94,14 +95,8 @@ class Lookahead:
             if slow is not None:
                 index = _index(key, len(params))
                 param = params[index]
-                if not checks.is_array(slow) or slow.dtype.kind != "f":
-                    raise TypeError(f"{where}: slow weights of {param!r} must be a real float "
-                                    f"array, got {getattr(slow, 'dtype', type(slow).__name__)}")
-                if tuple(slow.shape) != tuple(param.data.shape):
-                    raise ValueError(f"{where}: slow weights of {param!r} have shape "
-                                     f"{tuple(slow.shape)}, expected {tuple(param.data.shape)}")
-                slow = backend.to_device(slow, backend.device_of(param.data))
-                slow_weights[param] = slow.astype(param.data.dtype, copy=True)
+                slow_weights[param] = array_like_param(slow, param,
+                                                       f"slow weights of {param!r}", where)
             if entries:
                 inner_state[key] = entries
         # The inner optimizer checks its part first and changes nothing if it fails.

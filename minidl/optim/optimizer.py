@@ -75,6 +75,19 @@ def _state_index(key):
     return int(key)
 
 
+def array_like_param(value, param, what, where):
+    """A new copy of ``value`` on ``param``'s device with its dtype, after checking it is a
+    real float array shaped like the parameter (for loading optimizer state)."""
+    if not checks.is_array(value) or value.dtype.kind != "f":
+        raise TypeError(f"{where}: {what} must be a real float array, got "
+                        f"{getattr(value, 'dtype', type(value).__name__)}")
+    if tuple(value.shape) != tuple(param.data.shape):
+        raise ValueError(f"{where}: {what} has shape {tuple(value.shape)}, expected "
+                         f"{tuple(param.data.shape)}")
+    value = backend.to_device(value, backend.device_of(param.data))
+    return value.astype(param.data.dtype, copy=True)
+
+
 class Optimizer:
     """Base class of every optimizer.
 
@@ -329,14 +342,7 @@ class Optimizer:
                 value = value.item()
             return checks.positive_int(value, f"state {name!r} of {param!r}", where,
                                        allow_zero=True)
-        if not checks.is_array(value) or value.dtype.kind != "f":
-            raise TypeError(f"{where}: state {name!r} of {param!r} must be a real float "
-                            f"array, got {getattr(value, 'dtype', type(value).__name__)}")
-        if tuple(value.shape) != tuple(param.data.shape):
-            raise ValueError(f"{where}: state {name!r} of {param!r} has shape "
-                             f"{tuple(value.shape)}, expected {tuple(param.data.shape)}")
-        value = backend.to_device(value, backend.device_of(param.data))
-        return value.astype(param.data.dtype, copy=True)
+        return array_like_param(value, param, f"state {name!r} of {param!r}", where)
 
     def __repr__(self):
         lines = [f"{self._name} ("]
