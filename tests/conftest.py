@@ -17,6 +17,9 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=100,
                           suppress_health_check=[HealthCheck.too_slow])
+# Mutation testing (README, "Testing") runs the tests once per mutant: fewer examples.
+settings.register_profile("mutation", deadline=None, max_examples=6, derandomize=True,
+                          database=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
