@@ -1,6 +1,8 @@
 """Multi-head attention (Vaswani et al., 2017), as ``torch.nn.MultiheadAttention``."""
 import math
 
+import numpy as np
+
 from .. import checks
 from .. import init as initializers
 from ..backend import device_of, get_array_module, rng
@@ -66,6 +68,7 @@ class MultiheadAttention(Module):
     def _check(self, query, key, value):
         """query is checked by Module.__call__'s contract; key and value like it here."""
         layout = "(N, {}, E)" if self.batch_first else "({}, N, E)"
+        xp = get_array_module(query)
         for what, x, length in (("query", query, "L"), ("key", key, "S"), ("value", value, "S")):
             expected = layout.format(length)
             checks.float_array(x, "MultiheadAttention", expected, what)
@@ -78,6 +81,8 @@ class MultiheadAttention(Module):
                 raise TypeError(f"MultiheadAttention: {what} must have query's dtype and "
                                 f"device ({query.dtype}, {device_of(query)}), got {x.dtype} "
                                 f"on {device_of(x)}")
+            if x is not query and xp is np and not bool(np.isfinite(x).all()):
+                raise ValueError(f"MultiheadAttention: {what} contains NaN or Inf")  # as query
         batch = 0 if self.batch_first else 1
         if key.shape != value.shape or key.shape[batch] != query.shape[batch]:
             raise ValueError(f"MultiheadAttention: key and value must have the same shape, "
@@ -140,6 +145,10 @@ class MultiheadAttention(Module):
         key = query if key is None else key
         value = key if value is None else value
         self._check(query, key, value)
+        name = "MultiheadAttention"
+        need_weights = checks.boolean(need_weights, "need_weights", name)
+        average_attn_weights = checks.boolean(average_attn_weights, "average_attn_weights", name)
+        is_causal = checks.boolean(is_causal, "is_causal", name)
         xp = get_array_module(query)
         if not self.batch_first:  # compute in (N, L, E)
             query, key, value = (xp.swapaxes(t, 0, 1) for t in (query, key, value))
@@ -150,8 +159,13 @@ class MultiheadAttention(Module):
                    for t, size in zip(self._project(inputs), (length, source, source)))
         mask = self._mask(attn_mask, key_padding_mask, n, length, source, query.dtype, xp)
         p = self.dropout if self.training else 0.0
-        heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
-                                                            rng=rng(xp))
+        with np.errstate(invalid="ignore"):  # a query with no key to attend to: see below
+            heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
+                                                                rng=rng(xp))
+        if xp is np and np.isnan(weights).any():  # NumPy only, as Module's NaN check of x
+            raise ValueError("MultiheadAttention: some queries have no key to attend to (every "
+                             "key masked by attn_mask, key_padding_mask or is_causal, or a "
+                             "float mask holds NaN or +inf); PyTorch returns NaN there")
         output = self.out_proj(self._merge(heads)).reshape(n, length, e)
         self._saved_attention = (inputs, q, k, v, weights, keep, p, self_attention, value_is_key)
         self.attn_weights = weights
