@@ -288,6 +288,8 @@ def barrier():
 def all_gather_text(text):
     """The string ``text`` of every rank, as a list indexed by rank (UTF-8 bytes
     over MPI ``Allgatherv``; no pickling)."""
+    if not isinstance(text, str):
+        raise TypeError(f"distributed.all_gather_text: expected a str, got {type(text).__name__}")
     if not is_initialized():
         return [text]
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
