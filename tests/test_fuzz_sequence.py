@@ -1041,3 +1041,103 @@ def test_collectives_after_init_in_one_process_without_mpiexec():
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(AFTER_INIT)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "PASS after-init" in done.stdout, done.stdout + done.stderr
+
+
+# ----------------------------------------------------------------------------- regressions
+def raises(kind, match, call):
+    """``call`` raises ``kind`` matching ``match``, with warnings as errors."""
+    with strict(), pytest.raises(kind, match=match):
+        call()
+
+
+def test_regressions_found_by_fuzzing_the_sequence_layers():
+    f32 = np.float32
+    norm = L.GroupNorm(2, 4)  # N = 0 failed to reshape; an empty spatial axis warned
+    y = norm(np.zeros((0, 4, 3), f32))
+    assert y.shape == (0, 4, 3) and norm.backward(y).shape == (0, 4, 3)
+    assert not norm.weight.grad.any()
+    raises(ValueError, r"GroupNorm: .*empty spatial axis", lambda: norm(np.ones((2, 4, 0), f32)))
+    for cls in (L.RNN, L.LSTM, L.GRU):  # num_layers=2**63 looped for ever
+        raises(ValueError, f"{cls.__name__}: the sizes are too large",
+               lambda: cls(3, 4, num_layers=2 ** 63))
+    raises(ValueError, "GRU: the state h contains NaN",  # a NaN state was used
+           lambda: L.GRU(3, 2)(np.ones((2, 1, 3), f32), np.full((1, 1, 2), np.nan, f32)))
+    attention, x = L.MultiheadAttention(4, 2), random((3, 2, 4), f32)
+    for flag in ("need_weights", "average_attn_weights", "is_causal"):  # were accepted
+        raises(TypeError, f"MultiheadAttention: {flag} must be True or False",
+               lambda: attention(x, **{flag: "no"}))
+    raises(ValueError, "MultiheadAttention: key contains NaN",
+           lambda: attention(x, np.full((3, 2, 4), np.nan, f32)))
+    raises(ValueError, "MultiheadAttention: some queries have no key",  # RuntimeWarning, NaN
+           lambda: attention(x, key_padding_mask=np.ones((2, 3), bool)))
+    raises(ValueError, "MultiheadAttention: some queries have no key",
+           lambda: attention(x, attn_mask=np.full((3, 3), np.inf, f32)))
+
+
+def test_regressions_found_by_fuzzing_gpt_text_clip_interop_and_distributed():
+    f32 = np.float32
+    model = GPT(**GPT_ARGS)
+    for shape in ((0, 3), (2, 0)):  # backward failed to reshape
+        logits = model(np.zeros(shape, np.int64))
+        assert model.backward(np.zeros_like(logits)) is None
+    raises(ValueError, "GPT: the sizes are too large", lambda: GPT(**dict(GPT_ARGS,
+                                                                          n_layer=2 ** 63)))
+    idx = np.array([[1]], np.uint8)
+    for kwargs, kind in ((dict(temperature=0), ValueError), (dict(temperature=None), TypeError),
+                         (dict(top_k=0), ValueError), (dict(seed="x"), TypeError),
+                         (dict(max_new_tokens=1.5), TypeError)):
+        raises(kind, "GPT.generate", lambda: model.generate(idx, **dict(dict(
+            max_new_tokens=2), **kwargs)))
+    raises(ValueError, "GPT.generate: expected at least one token",
+           lambda: model.generate(np.zeros((1, 0), np.int64), 2))
+    assert model.generate(idx, 2, temperature=1e-30, seed=0).dtype == np.int64
+    vocab = text.CharVocab("hello")
+    raises(TypeError, "CharVocab.encode: expected a str", lambda: vocab.encode(None))
+    raises(TypeError, "CharVocab.decode: expected integer", lambda: vocab.decode([True]))
+    raises(TypeError, "CharVocab.decode: expected integer", lambda: vocab.decode([[0], [1, 2]]))
+    raises(TypeError, "split_text: expected a sequence", lambda: text.split_text(5))
+    raises(TypeError, "BlockSampler: seed", lambda: text.BlockSampler(np.arange(9), 3, 2, "x"))
+    raises(ValueError, "BlockSampler: batch_size",
+           lambda: text.BlockSampler(np.arange(9), 3, 2 ** 63))
+    big = Param(np.zeros(3, f32))  # the float32 square overflowed: warning, no clipping
+    big.grad[...] = 1e30
+    with strict():
+        total = clip_grad_norm_([big], 1.0)
+    np.testing.assert_allclose(total, math.sqrt(3) * 1e30, rtol=1e-6)
+    np.testing.assert_allclose(big.grad, 1 / math.sqrt(3), rtol=1e-5)
+    big.grad[...] = [0.5, 0.25, 0.0]  # a huge norm_type underflowed to a norm of 0
+    assert clip_grad_norm_([big], 10.0, norm_type=2 ** 63) == 0.5
+    assert clip_grad_norm_([big], 10.0, norm_type=np.float32("inf")) == 0.5
+    big.grad[0] = np.inf  # scaled by 0: NaN and a warning
+    with strict():
+        assert clip_grad_norm_([big], 1.0) == math.inf
+    assert big.grad[0] == np.inf and big.grad[1] == 0.25
+    raises(TypeError, "error_if_nonfinite must be True or False",
+           lambda: clip_grad_norm_([big], 1.0, error_if_nonfinite=None))
+    raises(TypeError, "clip_grad_value_: expected Params of floats",
+           lambda: clip_grad_value_([Param(np.ones(3, np.int64))], 0.5))
+    linear = L.Linear(2, 2)
+    raises(TypeError, "torch_state_dict: expected a minidl Module",
+           lambda: interop.torch_state_dict(None))
+    raises(TypeError, "torch_state_dict: grads must be True or False",
+           lambda: interop.torch_state_dict(linear, grads="x"))
+    raises(TypeError, "load_torch_state_dict: strict must be True or False",
+           lambda: interop.load_torch_state_dict(linear, {}, strict=None))
+    state = dict(interop.torch_state_dict(linear))
+    state[5] = np.ones(2)  # a non-str key: the message's join raised a bare TypeError
+    raises(ValueError, "(?s)load_torch_state_dict: .*unexpected keys: 5",
+           lambda: interop.load_torch_state_dict(linear, state))
+    raises(TypeError, "load_torch_state_dict: weight: cannot convert",
+           lambda: interop.load_torch_state_dict(linear, {"weight": [[1.0], [1.0, 2.0]]}))
+    raises(TypeError, "all_gather_text: expected a str", lambda: dist.all_gather_text(5))
+
+
+def test_regressions_found_by_fuzzing_the_sequence_losses():
+    loss_fn = losses.CrossEntropyLoss(label_smoothing=np.float32(0.25))  # refused before
+    assert loss_fn.label_smoothing == 0.25
+    raises(TypeError, "CrossEntropyLoss: label_smoothing",
+           lambda: losses.CrossEntropyLoss(label_smoothing=None))
+    raises(ValueError, "MultiMarginLoss: expected weight as finite",  # gave a NaN loss
+           lambda: losses.MultiMarginLoss(weight=np.array([1.0, np.nan, 1.0])))
+    raises(ValueError, "MultiMarginLoss: expected weight as finite",
+           lambda: losses.MultiMarginLoss(weight=np.ones((3, 1))))
