@@ -206,21 +206,8 @@ class GPT(Module):
         ``temperature``, optionally kept to the ``top_k`` largest, then sampled).
         Draws from ``numpy.random.default_rng(seed)``, so a seed repeats a sample.
         Returns int64 ``(B, T + max_new_tokens)``."""
-        owner = "GPT.generate"
-        if not checks.is_array(idx) or idx.dtype.kind not in "iu" or idx.ndim != 2:
-            raise TypeError(f"{owner}: expected token indices as an integer array of shape "
-                            f"(B, T), got {getattr(idx, 'dtype', type(idx).__name__)} "
-                            f"{tuple(getattr(idx, 'shape', ()))}")
-        if idx.shape[1] == 0:
-            raise ValueError(f"{owner}: expected at least one token per row to continue, got "
-                             f"shape {tuple(idx.shape)}")
-        max_new_tokens = checks.positive_int(max_new_tokens, "max_new_tokens", owner,
-                                             allow_zero=True)
-        temperature = checks.real_number(temperature, "temperature", owner, 0.0, low_open=True)
-        if top_k is not None:
-            top_k = checks.positive_int(top_k, "top_k", owner)
-        if seed is not None:
-            seed = checks.integer(seed, "seed", owner, 0)
+        max_new_tokens, temperature, top_k, seed = _generate_arguments(
+            idx, max_new_tokens, temperature, top_k, seed)
         xp = get_array_module(self.wte.weight.data)
         idx = idx.astype(xp.int64)  # the new ids may not fit a smaller integer type
         draw = np.random.default_rng(seed)
@@ -244,6 +231,22 @@ class GPT(Module):
     def extra_repr(self):
         return (f"vocab_size={self.vocab_size}, block_size={self.block_size}, "
                 f"n_layer={self.n_layer}, n_embd={self.n_embd}")
+
+
+def _generate_arguments(idx, max_new_tokens, temperature, top_k, seed):
+    """GPT.generate's arguments checked: (max_new_tokens, temperature, top_k, seed)."""
+    owner = "GPT.generate"
+    if not checks.is_array(idx) or idx.dtype.kind not in "iu" or idx.ndim != 2:
+        raise TypeError(f"{owner}: expected token indices as an integer array of shape (B, T), "
+                        f"got {getattr(idx, 'dtype', type(idx).__name__)} "
+                        f"{tuple(getattr(idx, 'shape', ()))}")
+    if idx.shape[1] == 0:
+        raise ValueError(f"{owner}: expected at least one token per row to continue, got shape "
+                         f"{tuple(idx.shape)}")
+    return (checks.positive_int(max_new_tokens, "max_new_tokens", owner, allow_zero=True),
+            checks.real_number(temperature, "temperature", owner, 0.0, low_open=True),
+            None if top_k is None else checks.positive_int(top_k, "top_k", owner),
+            None if seed is None else checks.integer(seed, "seed", owner, 0))
 
 
 def gpt(vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=True,
