@@ -42,8 +42,9 @@ def _params(parameters, owner):
 def _vector_norm(values, norm_type):
     """The ``norm_type``-norm of the entries of an array (inf: the largest |value|).
 
-    Where ``|x|^p`` would overflow (float32 squares past 3e38) or underflow (a large p),
-    the norm is taken of ``x / max|x|`` and scaled back: ``||x|| = m ||x / m||``.
+    Where ``|x|^p`` may overflow (float32 squares past 3e38) or underflow (squares below
+    1e-38, a large p), the norm is taken of ``x / max|x|`` and scaled back:
+    ``||x|| = m ||x / m||``.
     """
     xp = get_array_module(values)
     flat = values.reshape(-1)
@@ -52,8 +53,8 @@ def _vector_norm(values, norm_type):
     if norm_type == 2.0:
         with np.errstate(over="ignore"):
             norm = float(xp.sqrt(xp.dot(flat, flat)))
-        if not math.isinf(norm):
-            return norm
+        if not math.isinf(norm) and not norm < math.sqrt(np.finfo(flat.dtype).tiny):
+            return norm  # else the squares may have overflowed or underflowed
     largest = float(xp.abs(flat).max())
     if norm_type == math.inf or largest == 0.0 or not math.isfinite(largest):
         return largest
