@@ -689,6 +689,30 @@ def test_split_text_and_block_sampler_on_drawn_arguments(data):
         assert starts, (row_x, row_y)
 
 
+@FUZZ
+@given(data=st.data())
+def test_load_tiny_shakespeare_on_drawn_roots_and_files(data, tmp_path_factory):
+    """Never downloads (download is False or a wrong kind); root None is left out, as it
+    reads $MINIDL_DATA. A missing file is the loaders' documented FileNotFoundError."""
+    folder = tmp_path_factory.mktemp("text")
+    content = data.draw(st.sampled_from([None, b"", b"hello", b"\xff\xfe" * 10, b"x" * 999]))
+    if content is not None:
+        (folder / "input.txt").write_bytes(content)
+    root = data.draw(st.sampled_from([v for v in ODD_VALUES if v is not None] +
+                                     [folder, str(folder)]))
+    download = data.draw(st.sampled_from([False, np.bool_(False), None, 0, "no"]))
+    try:
+        status, result = outcome(("load_tiny_shakespeare", "input.txt"),
+                                 lambda: text.load_tiny_shakespeare(root, download))
+    except FileNotFoundError as error:
+        assert "input.txt" in str(error)
+        assert content is None or root not in (folder, str(folder))
+        return
+    assert status == "error", "a damaged Tiny Shakespeare was accepted"
+    if root in (folder, str(folder)) and download is False and content is not None:
+        assert str(folder) in str(result), result
+
+
 # ----------------------------------------------------------------------------- GPT
 GPT_ARGS = dict(vocab_size=7, block_size=5, n_layer=1, n_head=2, n_embd=4, dropout=0.0,
                 bias=True, gelu_approximate="none")
