@@ -413,6 +413,9 @@ class MultiMarginLoss(Loss):
             raise ValueError(f"{self.name}: expected weight of shape ({k},), got "
                              f"{tuple(self.weight.shape)}")
         xp = get_array_module(scores)
+        if abs(self.margin) > float(xp.finfo(scores.dtype).max):
+            raise ValueError(f"{self.name}: margin {self.margin:g} is beyond the range of "
+                             f"{scores.dtype} scores")
         correct = xp.take_along_axis(scores, target[:, None], axis=1)
         hinge = xp.maximum(self.margin - correct + scores, 0.0)
         hinge[xp.arange(n), target] = 0.0  # the sum skips i = y

@@ -594,7 +594,8 @@ def test_multi_margin_loss_on_drawn_arguments(data):
     kwargs = dict(p=1, margin=1.0, weight=None)
     key = data.draw(st.sampled_from(sorted(kwargs)))
     kwargs[key] = data.draw(st.sampled_from(ODD_VALUES + [
-        2, 0.5, np.ones(3), np.array([0.5, 1.0, 2.0], np.float32), np.array([1, np.nan, 1]),
+        2, 0.5, 1e300, np.ones(3), np.array([0.5, 1.0, 2.0], np.float32),
+        np.array([1, np.nan, 1]),
         np.ones((3, 1)), np.ones(3, np.int64), [1.0, 1.0, 1.0]]))
     status, loss_fn = outcome("MultiMarginLoss", lambda: losses.MultiMarginLoss(**kwargs))
     kinds = dict(p="int", margin="real", weight=None)
@@ -608,6 +609,9 @@ def test_multi_margin_loss_on_drawn_arguments(data):
     scores = float_input(data.draw, (n, 3))
     target = np.random.default_rng(n).integers(0, 3, n)
     status, value = outcome("MultiMarginLoss", lambda: loss_fn(scores, target))
+    if abs(loss_fn.margin) > np.finfo(scores.dtype).max:  # 1e300 in float32: inf
+        assert status == "error", value
+        return
     assert status == "ok", value
     s = scores.astype(np.float64)
     hinge = np.maximum(0.0, loss_fn.margin - s[np.arange(n), target][:, None] + s)
@@ -1180,3 +1184,6 @@ def test_regressions_found_by_fuzzing_the_sequence_losses():
            lambda: losses.MultiMarginLoss(weight=np.array([1.0, np.nan, 1.0])))
     raises(ValueError, "MultiMarginLoss: expected weight as finite",
            lambda: losses.MultiMarginLoss(weight=np.ones((3, 1))))
+    raises(ValueError, "MultiMarginLoss: margin 1e\\+300 is beyond the range of float32",
+           lambda: losses.MultiMarginLoss(margin=1e300)(np.zeros((2, 3), np.float32),
+                                                        np.array([0, 1])))
