@@ -183,10 +183,18 @@ class Handle:
 
 
 def _check_array(x, owner, op=None):
-    if not is_array(x) or not hasattr(x, "flags"):
+    """The same checks before and after init: what MPI or NCCL could not reduce in place
+    (a NumPy scalar, a read-only or byte-swapped array) is refused in one process too."""
+    if not is_array(x) or not hasattr(x, "flags") or isinstance(x, np.generic):
         raise TypeError(f"{owner}: expected a NumPy or CuPy array, got {type(x).__name__}")
     if x.dtype.kind not in "iuf":
         raise TypeError(f"{owner}: expected an integer or float array, got dtype {x.dtype}")
+    if not x.dtype.isnative:
+        raise TypeError(f"{owner}: expected an array in this machine's byte order, got dtype "
+                        f"{x.dtype.str}; pass x.astype(x.dtype.newbyteorder('='))")
+    if not getattr(x.flags, "writeable", True):
+        raise ValueError(f"{owner}: expected a writeable array (reduced in place), got a "
+                         "read-only one; pass a copy")
     if op == "mean" and x.dtype.kind != "f":
         raise TypeError(f"{owner}: op 'mean' needs a float array (the mean of integers "
                         f"is not stored in place), got dtype {x.dtype}")
@@ -288,6 +296,8 @@ def barrier():
 def all_gather_text(text):
     """The string ``text`` of every rank, as a list indexed by rank (UTF-8 bytes
     over MPI ``Allgatherv``; no pickling)."""
+    if not isinstance(text, str):
+        raise TypeError(f"distributed.all_gather_text: expected a str, got {type(text).__name__}")
     if not is_initialized():
         return [text]
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)

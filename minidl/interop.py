@@ -30,7 +30,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import checks
 from .backend import to_numpy
+from .module import Module
 
 
 def _transpose(array):
@@ -78,6 +80,20 @@ def _entries(module):
             yield _join(prefix, name), _join(prefix, torch_name), to_torch, from_torch, kind
 
 
+def _check_module(module, owner):
+    if not isinstance(module, Module):
+        raise TypeError(f"{owner}: expected a minidl Module, got {type(module).__name__}")
+
+
+def _as_array(value, key, owner):
+    """A NumPy array of ``value`` (an array, a nested list, a detached CPU tensor)."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:  # ragged, bfloat16, requires_grad
+        raise TypeError(f"{owner}: {key}: cannot convert {type(value).__name__} to a NumPy "
+                        f"array ({error}); pass tensor.detach().cpu().float().numpy()") from None
+
+
 def torch_state_dict(module, grads=False):
     """The model's state as PyTorch names and layouts: ``{torch name: NumPy array}``.
 
@@ -86,6 +102,8 @@ def torch_state_dict(module, grads=False):
     parameters instead, keyed like ``torch_model.named_parameters()`` (to compare with
     ``{name: p.grad.numpy()}`` after a backward pass in both libraries).
     """
+    _check_module(module, "torch_state_dict")
+    grads = checks.boolean(grads, "grads", "torch_state_dict")
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
     state = OrderedDict()
@@ -111,20 +129,22 @@ def load_torch_state_dict(module, state_dict, strict=True):
     :meth:`Module.load_state_dict`); ``strict=False`` allows missing and unexpected keys.
     Returns the module.
     """
+    owner = "load_torch_state_dict"
+    _check_module(module, owner)
     if not isinstance(state_dict, dict):
-        raise TypeError(f"load_torch_state_dict: expected a dict of arrays, got "
-                        f"{type(state_dict).__name__}")
+        raise TypeError(f"{owner}: expected a dict of arrays, got {type(state_dict).__name__}")
+    strict = checks.boolean(strict, "strict", owner)
     torch_only = {_join(prefix, name) for prefix, child in module.named_modules()
                   for name in _lookup(TORCH_ONLY, child)}
     converted, used = OrderedDict(), set()
     for name, torch_name, _, from_torch, _ in _entries(module):
         if torch_name in state_dict:
-            converted[name] = from_torch(np.asarray(state_dict[torch_name]))
+            converted[name] = from_torch(_as_array(state_dict[torch_name], torch_name, owner))
             used.add(torch_name)
-    unexpected = [key for key in state_dict if key not in used and key not in torch_only]
+    unexpected = [str(key) for key in state_dict if key not in used and key not in torch_only]
     if strict and unexpected:
-        raise ValueError(f"load_torch_state_dict: state does not fit this "
-                         f"{type(module).__name__}:\n  unexpected keys: " + ", ".join(unexpected))
+        raise ValueError(f"{owner}: state does not fit this {type(module).__name__}:\n  "
+                         "unexpected keys: " + ", ".join(unexpected))
     module.load_state_dict(converted, strict=strict)
     return module
 

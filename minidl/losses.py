@@ -191,11 +191,8 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, label_smoothing=0.0, ignore_index=-100, check_values=None):
         super().__init__(check_values)
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
-                or not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be a number in [0, 1], "
-                             f"got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = real_number(label_smoothing, "label_smoothing", "CrossEntropyLoss",
+                                           0.0, 1.0)
         self.ignore_index = integer(ignore_index, "ignore_index", "CrossEntropyLoss")
 
     def _targets(self, logits, target):
@@ -401,6 +398,10 @@ class MultiMarginLoss(Loss):
         self.margin = real_number(margin, "margin", "MultiMarginLoss")
         if weight is not None:
             float_array(weight, "MultiMarginLoss", "(K,)", what="weight")
+            if weight.ndim != 1 or (get_array_module(weight) is np
+                                    and not bool(np.isfinite(weight).all())):
+                raise ValueError(f"MultiMarginLoss: expected weight as finite numbers of shape "
+                                 f"(K,), got shape {tuple(weight.shape)}")
         self.weight = weight
 
     def forward(self, scores, target):
@@ -412,6 +413,9 @@ class MultiMarginLoss(Loss):
             raise ValueError(f"{self.name}: expected weight of shape ({k},), got "
                              f"{tuple(self.weight.shape)}")
         xp = get_array_module(scores)
+        if abs(self.margin) > float(xp.finfo(scores.dtype).max):
+            raise ValueError(f"{self.name}: margin {self.margin:g} is beyond the range of "
+                             f"{scores.dtype} scores")
         correct = xp.take_along_axis(scores, target[:, None], axis=1)
         hinge = xp.maximum(self.margin - correct + scores, 0.0)
         hinge[xp.arange(n), target] = 0.0  # the sum skips i = y

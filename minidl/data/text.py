@@ -13,6 +13,8 @@ image data sets (``root``, else ``$MINIDL_DATA``, else ``~/.cache/minidl``; dire
 in ``tinyshakespeare/``), with the same verified download (SHA-256, temporary file
 renamed into place only when complete).
 """
+import sys
+
 import numpy as np
 
 from .. import checks
@@ -62,6 +64,8 @@ class CharVocab:
         return len(self.chars)
 
     def encode(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"CharVocab.encode: expected a str, got {checks.describe(text)}")
         unknown = sorted(set(text) - set(self.stoi))
         if unknown:
             raise ValueError(f"CharVocab.encode: characters not in the vocabulary: "
@@ -69,7 +73,7 @@ class CharVocab:
         return np.array([self.stoi[ch] for ch in text], dtype=np.int64)
 
     def decode(self, ids):
-        ids = np.asarray(ids).reshape(-1)
+        ids = _integer_ids(ids, "CharVocab.decode").reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.chars)):
             raise ValueError(f"CharVocab.decode: ids must lie in [0, {len(self.chars) - 1}], "
                              f"got values in [{ids.min()}, {ids.max()}]")
@@ -79,11 +83,28 @@ class CharVocab:
         return f"CharVocab({len(self)} characters)"
 
 
+def _integer_ids(ids, owner):
+    """``ids`` as an integer array (an empty list is an empty one); else a TypeError."""
+    try:
+        array = np.asarray(ids)
+    except (TypeError, ValueError):  # ragged lists
+        array = np.asarray(None)
+    if array.size == 0 and array.dtype.kind == "f":
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{owner}: expected integer token ids, got {checks.describe(ids)}"
+                        + (f" of dtype {array.dtype}" if array.dtype != object else ""))
+    return array
+
+
 def split_text(ids, val_fraction=0.1):
     """``(train, val)``: the first ``1 - val_fraction`` of the ids and the rest, in order
     (nanoGPT's ``prepare.py``: ``n = len(data); train = data[:int(n * 0.9)]``)."""
     val_fraction = checks.real_number(val_fraction, "val_fraction", "split_text", 0.0, 1.0,
                                       low_open=True, high_open=True)
+    if not hasattr(ids, "__len__") or getattr(ids, "ndim", 1) != 1:
+        raise TypeError(f"split_text: expected a sequence of token ids (a 1-D array, list or "
+                        f"str), got {checks.describe(ids)}")
     cut = int(len(ids) * (1.0 - val_fraction))
     return ids[:cut], ids[cut:]
 
@@ -98,8 +119,8 @@ class BlockSampler:
     """
 
     def __init__(self, ids, block_size, batch_size, seed=None):
-        self.ids = np.asarray(ids)
-        if self.ids.ndim != 1 or self.ids.dtype.kind not in "iu":
+        self.ids = _integer_ids(ids, "BlockSampler")
+        if self.ids.ndim != 1:
             raise TypeError(f"BlockSampler: expected a 1-D integer array of token ids, got "
                             f"{self.ids.dtype} {self.ids.shape}")
         self.block_size = checks.positive_int(block_size, "block_size", "BlockSampler")
@@ -107,6 +128,11 @@ class BlockSampler:
         if len(self.ids) <= self.block_size:
             raise ValueError(f"BlockSampler: need more than block_size={self.block_size} "
                              f"tokens, got {len(self.ids)}")
+        if self.batch_size * (self.block_size + 1) > sys.maxsize // 8:  # one int64 batch
+            raise ValueError(f"BlockSampler: batch_size={self.batch_size} windows of "
+                             f"{self.block_size + 1} tokens are too large to allocate")
+        if seed is not None:
+            seed = checks.integer(seed, "seed", "BlockSampler", 0)
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(self.block_size + 1)
 

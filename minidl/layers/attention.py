@@ -1,6 +1,8 @@
 """Multi-head attention (Vaswani et al., 2017), as ``torch.nn.MultiheadAttention``."""
 import math
 
+import numpy as np
+
 from .. import checks
 from .. import init as initializers
 from ..backend import device_of, get_array_module, rng
@@ -63,9 +65,13 @@ class MultiheadAttention(Module):
         self._saved_attention = None
 
     # ------------------------------------------------------------------ checks and masks
-    def _check(self, query, key, value):
-        """query is checked by Module.__call__'s contract; key and value like it here."""
+    def _check(self, query, key, value, flags):
+        """query is checked by Module.__call__'s contract; key and value like it here;
+        ``flags`` (need_weights...) must be bools."""
+        for label, flag in flags.items():
+            checks.boolean(flag, label, "MultiheadAttention")
         layout = "(N, {}, E)" if self.batch_first else "({}, N, E)"
+        xp = get_array_module(query)
         for what, x, length in (("query", query, "L"), ("key", key, "S"), ("value", value, "S")):
             expected = layout.format(length)
             checks.float_array(x, "MultiheadAttention", expected, what)
@@ -78,6 +84,8 @@ class MultiheadAttention(Module):
                 raise TypeError(f"MultiheadAttention: {what} must have query's dtype and "
                                 f"device ({query.dtype}, {device_of(query)}), got {x.dtype} "
                                 f"on {device_of(x)}")
+            if x is not query and xp is np and not bool(np.isfinite(x).all()):
+                raise ValueError(f"MultiheadAttention: {what} contains NaN or Inf")  # as query
         batch = 0 if self.batch_first else 1
         if key.shape != value.shape or key.shape[batch] != query.shape[batch]:
             raise ValueError(f"MultiheadAttention: key and value must have the same shape, "
@@ -108,7 +116,23 @@ class MultiheadAttention(Module):
                              f"{' or '.join(map(str, shapes))}, got {tuple(mask.shape)}")
         if mask.dtype == bool:  # True = not allowed, PyTorch's convention for this layer
             return xp.where(mask, -xp.inf, 0.0).astype(dtype)
+        if xp is np and (np.isnan(mask).any() or np.isposinf(mask).any()):
+            raise ValueError(f"MultiheadAttention: {what} holds NaN or +inf; mask with -inf "
+                             "(or True in a boolean mask)")
         return mask.astype(dtype)
+
+    @staticmethod
+    def _attend(q, k, v, mask, p, is_causal):
+        """The heads' attention; a query left without keys (NaN weights) is an error."""
+        xp = get_array_module(q)
+        with np.errstate(invalid="ignore"):  # the NaN of such a query: checked below
+            heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
+                                                                rng=rng(xp))
+        if xp is np and np.isnan(weights).any():  # NumPy only, as Module's NaN check of x
+            raise ValueError("MultiheadAttention: some queries have no key to attend to (every "
+                             "key masked by attn_mask, key_padding_mask or is_causal); PyTorch "
+                             "returns NaN there")
+        return heads, weights, keep
 
     # ------------------------------------------------------------------ heads
     def _split(self, x2d, n, length):
@@ -139,7 +163,8 @@ class MultiheadAttention(Module):
         self_attention, value_is_key = key is None, value is None
         key = query if key is None else key
         value = key if value is None else value
-        self._check(query, key, value)
+        self._check(query, key, value, dict(need_weights=need_weights, is_causal=is_causal,
+                                            average_attn_weights=average_attn_weights))
         xp = get_array_module(query)
         if not self.batch_first:  # compute in (N, L, E)
             query, key, value = (xp.swapaxes(t, 0, 1) for t in (query, key, value))
@@ -150,8 +175,7 @@ class MultiheadAttention(Module):
                    for t, size in zip(self._project(inputs), (length, source, source)))
         mask = self._mask(attn_mask, key_padding_mask, n, length, source, query.dtype, xp)
         p = self.dropout if self.training else 0.0
-        heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
-                                                            rng=rng(xp))
+        heads, weights, keep = self._attend(q, k, v, mask, p, is_causal)
         output = self.out_proj(self._merge(heads)).reshape(n, length, e)
         self._saved_attention = (inputs, q, k, v, weights, keep, p, self_attention, value_is_key)
         self.attn_weights = weights

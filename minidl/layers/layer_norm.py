@@ -11,6 +11,7 @@ and one backward (with g = dy * weight, the gradient reaching xhat)::
 
     dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)
 """
+import math
 import numbers
 
 from .. import checks
@@ -127,8 +128,19 @@ class GroupNorm(Module):
         self.weight = Param(initializers.ones((self.num_channels,))) if self.affine else None
         self.bias = Param(initializers.zeros((self.num_channels,))) if self.affine else None
 
+    def check_input(self, x):
+        """Module's contract; a batch may be empty (N = 0), a group may not."""
+        super().check_input(x)
+        if 0 in x.shape[2:]:
+            raise ValueError(f"GroupNorm: got input of shape {tuple(x.shape)} with an empty "
+                             f"spatial axis; only the batch axis N of {self.input_shape} may be 0")
+
+    def _grouped(self, x):
+        """(N, C, *) -> (N, G, C/G * prod(*)); sizes spelled out, so N = 0 reshapes too."""
+        return x.reshape(x.shape[0], self.num_groups, math.prod(x.shape[1:]) // self.num_groups)
+
     def forward(self, x):
-        grouped = x.reshape(x.shape[0], self.num_groups, -1)
+        grouped = self._grouped(x)
         xhat, inv_std = normalize(grouped, (2,), self.eps)
         xhat = xhat.reshape(x.shape)
         self.save_for_backward(xhat, inv_std)
@@ -145,8 +157,7 @@ class GroupNorm(Module):
             self.bias.grad += dy.sum(axis=others)
             self.weight.grad += (dy * xhat).sum(axis=others)
             g = dy * self.weight.data.reshape((1, self.num_channels) + (1,) * (dy.ndim - 2))
-        grouped = (dy.shape[0], self.num_groups, -1)
-        dx = normalize_backward(g.reshape(grouped), xhat.reshape(grouped), inv_std, (2,))
+        dx = normalize_backward(self._grouped(g), self._grouped(xhat), inv_std, (2,))
         return dx.reshape(dy.shape)
 
     def extra_repr(self):

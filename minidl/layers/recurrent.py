@@ -25,10 +25,13 @@ time loop, and its gradients are GEMMs over all steps after the backward loop; o
 PyTorch's CPU code). Between layers, with ``dropout > 0`` in training, inverted dropout.
 """
 import math
+import sys
+
+import numpy as np
 
 from .. import checks
 from .. import init as initializers
-from ..backend import device_of, get_array_module, rng
+from ..backend import default_dtype, device_of, get_array_module, rng
 from ..module import Module, Param
 
 
@@ -85,6 +88,7 @@ class _RNNBase(Module):
         self.num_directions = 2 if self.bidirectional else 1
         self.grad_initial_state = None
         rows, bound = self.num_gates * self.hidden_size, 1.0 / math.sqrt(self.hidden_size)
+        self._check_total_size(rows)
         for layer in range(self.num_layers):
             columns = self.input_size if layer == 0 else self.num_directions * self.hidden_size
             for suffix in self._suffixes():
@@ -94,6 +98,16 @@ class _RNNBase(Module):
                 for name, shape in shapes:
                     setattr(self, f"{name}_l{layer}{suffix}",
                             Param(initializers.uniform(shape, low=-bound, high=bound)))
+
+    def _check_total_size(self, rows):
+        """Refuse, before the loop allocating layer after layer, sizes that no array of
+        NumPy could hold (``num_layers=2**63`` would otherwise loop for ever)."""
+        columns = max(self.input_size, self.num_directions * self.hidden_size)
+        per_layer = self.num_directions * rows * (columns + self.hidden_size + 2)
+        if self.num_layers * per_layer * np.dtype(default_dtype()).itemsize > sys.maxsize:
+            raise ValueError(f"{type(self).__name__}: the sizes are too large to allocate "
+                             f"(num_layers={checks.describe(self.num_layers)}, "
+                             f"{per_layer} parameters per layer)")
 
     def _suffixes(self):
         return ["", "_reverse"][:self.num_directions]
@@ -281,6 +295,8 @@ class _RNNBase(Module):
             raise TypeError(f"{owner}: the state {name} must have the input's dtype and "
                             f"device ({seq.dtype}), got {state.dtype} on "
                             f"{type(state).__module__.split('.')[0]}")
+        if get_array_module(state) is np and not bool(np.isfinite(state).all()):
+            raise ValueError(f"{owner}: the state {name} contains NaN or Inf")  # as x: refused
 
     def extra_repr(self):
         text = f"{self.input_size}, {self.hidden_size}"

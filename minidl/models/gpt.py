@@ -14,6 +14,7 @@ nanoGPT: every weight N(0, 0.02), biases 0, and the two ``c_proj`` weights of ea
 block N(0, 0.02 / sqrt(2 n_layer)) (the residual stream sums 2 n_layer of them).
 """
 import math
+import sys
 from functools import partial
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from .. import checks
 from .. import init as initializers
 from .. import layers as L
-from ..backend import get_array_module, rng, to_numpy
+from ..backend import default_dtype, get_array_module, rng, to_numpy
 from ..functional import (scaled_dot_product_attention, scaled_dot_product_attention_backward,
                           softmax)
 from ..module import Module
@@ -71,7 +72,7 @@ class CausalSelfAttention(Module):
         xp = get_array_module(dy)
         b, t, c = dy.shape
         d_heads = self.c_proj.backward(self.resid_dropout.backward(dy.reshape(-1, c)))
-        d_heads = d_heads.reshape(b, t, self.n_head, -1).transpose(0, 2, 1, 3)
+        d_heads = d_heads.reshape(b, t, self.n_head, c // self.n_head).transpose(0, 2, 1, 3)
         dq, dk, dv = scaled_dot_product_attention_backward(d_heads, q, k, v, weights, keep, p)
         d_qkv = xp.stack([dq, dk, dv], axis=2).transpose(0, 3, 2, 1, 4).reshape(b * t, 3 * c)
         return self.c_attn.backward(d_qkv).reshape(b, t, c)
@@ -159,6 +160,11 @@ class GPT(Module):
         for embedding in (self.wte, self.wpe):
             embedding.weight.data[...] = initializers.normal(embedding.weight.shape, std=0.02)
         self.drop = L.Dropout(dropout)
+        per_block = 12 * self.n_embd ** 2 + 13 * self.n_embd  # checked before the loop below
+        if self.n_layer * per_block * np.dtype(default_dtype()).itemsize > sys.maxsize:
+            raise ValueError(f"{name}: the sizes are too large to allocate (n_layer="
+                             f"{checks.describe(self.n_layer)}, "
+                             f"{per_block} parameters per block)")
         proj_init = _normal_init(0.02 / math.sqrt(2 * self.n_layer))
         gelu_approximate = checks.choice(gelu_approximate, "gelu_approximate", name,
                                          ("none", "tanh"))
@@ -198,19 +204,24 @@ class GPT(Module):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)`` (nanoGPT's
         ``generate``: the context is cropped to block_size, the last logits divided by
         ``temperature``, optionally kept to the ``top_k`` largest, then sampled).
-        Draws from ``numpy.random.default_rng(seed)``, so a seed repeats a sample."""
+        Draws from ``numpy.random.default_rng(seed)``, so a seed repeats a sample.
+        Returns int64 ``(B, T + max_new_tokens)``."""
+        max_new_tokens, temperature, top_k, seed = _generate_arguments(
+            idx, max_new_tokens, temperature, top_k, seed)
         xp = get_array_module(self.wte.weight.data)
+        idx = idx.astype(xp.int64)  # the new ids may not fit a smaller integer type
         draw = np.random.default_rng(seed)
         training = self.training
         self.eval()
         try:
             for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.block_size:])[:, -1, :] / temperature
+                logits = self(idx[:, -self.block_size:])[:, -1, :].astype(np.float64)
+                logits /= temperature  # in float64: a small temperature overflows float32
                 self.drop_saved()
                 if top_k is not None:
                     kth = xp.sort(logits, axis=-1)[:, -min(top_k, self.vocab_size), None]
                     logits = xp.where(logits < kth, -xp.inf, logits)
-                probs = to_numpy(softmax(logits.astype(np.float64), axis=-1))
+                probs = to_numpy(softmax(logits, axis=-1))
                 nxt = [draw.choice(self.vocab_size, p=row / row.sum()) for row in probs]
                 idx = xp.concatenate([idx, xp.asarray(nxt, dtype=idx.dtype)[:, None]], axis=1)
         finally:
@@ -220,6 +231,22 @@ class GPT(Module):
     def extra_repr(self):
         return (f"vocab_size={self.vocab_size}, block_size={self.block_size}, "
                 f"n_layer={self.n_layer}, n_embd={self.n_embd}")
+
+
+def _generate_arguments(idx, max_new_tokens, temperature, top_k, seed):
+    """GPT.generate's arguments checked: (max_new_tokens, temperature, top_k, seed)."""
+    owner = "GPT.generate"
+    if not checks.is_array(idx) or idx.dtype.kind not in "iu" or idx.ndim != 2:
+        raise TypeError(f"{owner}: expected token indices as an integer array of shape (B, T), "
+                        f"got {getattr(idx, 'dtype', type(idx).__name__)} "
+                        f"{tuple(getattr(idx, 'shape', ()))}")
+    if idx.shape[1] == 0:
+        raise ValueError(f"{owner}: expected at least one token per row to continue, got shape "
+                         f"{tuple(idx.shape)}")
+    return (checks.positive_int(max_new_tokens, "max_new_tokens", owner, allow_zero=True),
+            checks.real_number(temperature, "temperature", owner, 0.0, low_open=True),
+            None if top_k is None else checks.positive_int(top_k, "top_k", owner),
+            None if seed is None else checks.integer(seed, "seed", owner, 0))
 
 
 def gpt(vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=True,

@@ -11,6 +11,7 @@ per step, so an occasional gradient is orders of magnitude larger than the rest 
 "exploding gradient"), and one such step can wreck the weights.
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -32,20 +33,33 @@ def _params(parameters, owner):
         if not isinstance(param, Param):
             raise TypeError(f"{owner}: expected Params, got {type(param).__name__} at "
                             f"position {index}")
+        if param.grad.dtype.kind != "f":
+            raise TypeError(f"{owner}: expected Params of floats, got dtype "
+                            f"{param.grad.dtype} at position {index}")
     return params
 
 
 def _vector_norm(values, norm_type):
-    """The ``norm_type``-norm of the entries of an array (inf: the largest |value|)."""
+    """The ``norm_type``-norm of the entries of an array (inf: the largest |value|).
+
+    Where ``|x|^p`` may overflow (float32 squares past 3e38) or underflow (squares below
+    1e-38, a large p), the norm is taken of ``x / max|x|`` and scaled back:
+    ``||x|| = m ||x / m||``.
+    """
     xp = get_array_module(values)
     flat = values.reshape(-1)
     if flat.size == 0:
         return 0.0
-    if norm_type == math.inf:
-        return float(xp.abs(flat).max())
     if norm_type == 2.0:
-        return float(xp.sqrt(xp.dot(flat, flat)))
-    return float((xp.abs(flat) ** norm_type).sum() ** (1.0 / norm_type))
+        with np.errstate(over="ignore"):
+            norm = float(xp.sqrt(xp.dot(flat, flat)))
+        if not math.isinf(norm) and not norm < math.sqrt(np.finfo(flat.dtype).tiny):
+            return norm  # else the squares may have overflowed or underflowed
+    largest = float(xp.abs(flat).max())
+    if norm_type == math.inf or largest == 0.0 or not math.isfinite(largest):
+        return largest
+    scaled = xp.abs(flat) / largest  # in [0, 1]: no overflow for any p
+    return largest * float((scaled ** norm_type).sum() ** (1.0 / norm_type))
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
@@ -54,22 +68,26 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     ``total = || (||g_1||, ..., ||g_k||) ||``, the ``norm_type``-norm of every gradient
     entry as one vector (``math.inf``: the largest |entry|). Every grad is multiplied
     in place by ``min(1, max_norm / (total + 1e-6))``, which keeps its direction.
-    Returns ``total`` (the norm before clipping) as a float. A NaN total leaves the
-    grads as they are; with ``error_if_nonfinite`` a NaN or infinite total raises
-    RuntimeError instead.
+    Returns ``total`` (the norm before clipping) as a float. A NaN or infinite total
+    leaves the grads as they are (scaling an infinite entry by 0 gives NaN); with
+    ``error_if_nonfinite`` it raises RuntimeError instead.
     """
     owner = "clip_grad_norm_"
     params = _params(parameters, owner)
     max_norm = checks.real_number(max_norm, "max_norm", owner, 0.0)
-    if not (isinstance(norm_type, (int, float)) and norm_type == math.inf):
+    error_if_nonfinite = checks.boolean(error_if_nonfinite, "error_if_nonfinite", owner)
+    if checks.is_bool(norm_type) or not (isinstance(norm_type, numbers.Real)
+                                         and norm_type == math.inf):
         norm_type = checks.real_number(norm_type, "norm_type", owner, 0.0, low_open=True)
+    else:
+        norm_type = math.inf  # also np.float32("inf")
     norms = [_vector_norm(param.grad, norm_type) for param in params]
     total = _vector_norm(np.array(norms, dtype=np.float64), norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"{owner}: the total norm of the gradients is {total}; set "
                            "error_if_nonfinite=False to clip anyway")
     scale = min(1.0, max_norm / (total + 1e-6))
-    if scale < 1.0:
+    if scale < 1.0 and math.isfinite(total):
         for param in params:
             param.grad *= scale
     return total
