@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from minidl import backend
 
@@ -17,9 +17,11 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=100,
                           suppress_health_check=[HealthCheck.too_slow])
-# Mutation testing (README, "Testing") runs the tests once per mutant: fewer examples.
+# Mutation testing (tools/mutation_test.py) runs the tests once per mutant: fewer
+# examples, and no shrinking (a caught mutant would otherwise spend minutes shrinking).
 settings.register_profile("mutation", deadline=None, max_examples=6, derandomize=True,
-                          database=None, suppress_health_check=list(HealthCheck))
+                          database=None, phases=[Phase.explicit, Phase.generate],
+                          suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
