@@ -1,0 +1,492 @@
+"""Contracts of minidl.optim that mutation testing found unpinned (issue 12, deliverable 7).
+
+Each test states a contract a user relies on, checked against an independent reference
+(a float64 formula written here, a second object built another way) or an invariant
+(a state_dict round trip, an error that names the class, the method and the argument):
+
+* EMA: ``num_updates`` counts, averages follow a model cast with ``model.to(dtype)``,
+  ``copy_to()`` defaults to the tracked model, loads copy (never alias) the given arrays;
+* Lookahead: default ``k``, the closure reaches the inner optimizer, state of an
+  optimizer without per-parameter state, parameter indices in range;
+* clipping: p-norms other than 2, empty gradients, NaN/inf handling, negative bounds;
+* optimizer state: a 0-d integer ``step`` (as NumPy returns it), no aliasing;
+* schedulers: every class survives state_dict -> JSON -> load_state_dict into a
+  differently configured twin, and then schedules exactly as the original.
+
+Error messages are checked for whole words (the class, the method, the argument, what
+was given), never for full sentences.
+"""
+import copy
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import Param, layers as L, optim
+from minidl.optim import lr_scheduler as S
+
+
+def assert_error(error_type, call, *words):
+    """``call()`` raises ``error_type`` whose message holds each of ``words`` as a whole
+    word (case-sensitive: "XXdecayXX" or "DECAY" do not count)."""
+    with pytest.raises(error_type) as info:
+        call()
+    message = str(info.value)
+    for word in words:
+        pattern = rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])"
+        assert re.search(pattern, message), f"{word!r} not in: {message}"
+    return message
+
+
+def model_with_buffers(seed=0):
+    minidl.seed(seed)
+    return L.Sequential(L.Linear(3, 4), L.BatchNorm1d(4), L.Linear(4, 2))
+
+
+def perturb(model, generator):
+    """Change every float parameter and buffer, as a training step would."""
+    for param in model.parameters():
+        param.data += generator.standard_normal(param.data.shape).astype(param.data.dtype)
+    for _, buffer in model.named_buffers():
+        if buffer.dtype.kind == "f":
+            buffer += generator.standard_normal(buffer.shape).astype(buffer.dtype)
+        else:
+            buffer += 1
+
+
+def live_arrays(model):
+    arrays = {name: param.data for name, param in model.named_parameters()}
+    arrays.update(dict(model.named_buffers()))
+    return arrays
+
+
+# ====================================================================== EMA
+EMA = optim.ExponentialMovingAverage
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+@pytest.mark.parametrize("average_buffers", [False, True])
+def test_ema_matches_a_float64_reference_over_updates(warmup, average_buffers):
+    """average -= (1 - d_n) * (average - current), d_n = min(decay, (1+n)/(10+n)) with
+    warmup; buffers averaged or copied; integer buffers copied; n counts the updates."""
+    model = model_with_buffers()
+    ema = EMA(model, decay=0.8, average_buffers=average_buffers, warmup=warmup)
+    buffers = {name for name, _ in model.named_buffers()}
+    reference = {name: array.astype(np.float64) for name, array in live_arrays(model).items()}
+    generator = np.random.default_rng(1)
+    for n in range(4):
+        decay = min(0.8, (1 + n) / (10 + n)) if warmup else 0.8
+        assert ema.current_decay() == pytest.approx(decay, rel=1e-15)
+        perturb(model, generator)
+        ema.update()
+        assert ema.num_updates == n + 1
+        for name, current in live_arrays(model).items():
+            if current.dtype.kind != "f" or (name in buffers and not average_buffers):
+                reference[name] = current.astype(np.float64)
+            else:
+                reference[name] = decay * reference[name] + (1 - decay) * current
+    averages = ema.state_dict()["averages"]
+    assert ema.state_dict()["num_updates"] == 4
+    for name, expected in reference.items():
+        np.testing.assert_allclose(averages[name], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("created, cast_to", [(np.float32, np.float64),
+                                              (np.float64, np.float32)])
+def test_ema_follows_a_model_cast_after_creation(created, cast_to):
+    model = model_with_buffers().to(created)
+    ema = EMA(model, decay=0.5)
+    model.to(cast_to)
+    start = {name: array.astype(np.float64) for name, array in ema.averages.items()}
+    generator = np.random.default_rng(2)
+    for _ in range(2):  # the second update uses the cast averages kept by the first
+        perturb(model, generator)
+        for name, current in live_arrays(model).items():
+            if current.dtype.kind == "f":
+                start[name] = 0.5 * start[name] + 0.5 * current
+            else:
+                start[name] = current.astype(np.float64)
+        ema.update()
+    for name, average in ema.state_dict()["averages"].items():
+        assert average.dtype == live_arrays(model)[name].dtype, name
+        np.testing.assert_allclose(average, start[name], rtol=1e-5, atol=1e-6)
+
+
+def test_ema_copy_to_defaults_to_the_tracked_model_and_swap_round_trips():
+    model = model_with_buffers()
+    ema = EMA(model, decay=0.5)
+    perturb(model, np.random.default_rng(3))
+    ema.update()
+    averaged = {name: array.copy() for name, array in ema.averages.items()}
+    trained = {name: array.copy() for name, array in live_arrays(model).items()}
+    with ema.applied():
+        for name, array in live_arrays(model).items():
+            np.testing.assert_array_equal(array, averaged[name])
+    for name, array in live_arrays(model).items():
+        np.testing.assert_array_equal(array, trained[name])
+    ema.copy_to()
+    for name, array in live_arrays(model).items():
+        np.testing.assert_array_equal(array, averaged[name])
+
+
+def test_ema_name_mismatch_errors_list_exactly_the_differing_names():
+    model = model_with_buffers()
+    ema = EMA(model)
+    other = L.Sequential(L.Linear(3, 4), L.BatchNorm1d(4), L.Linear(4, 2), L.Linear(2, 2))
+    message = assert_error(ValueError, lambda: ema.copy_to(other),
+                           "ExponentialMovingAverage.copy_to", "3.weight", "3.bias")
+    assert "0.weight" not in message  # names both sides share are not "differences"
+    model.extra = Param(np.zeros(2, np.float32))
+    assert_error(ValueError, ema.swap, "ExponentialMovingAverage.swap", "extra")
+    state = ema.state_dict()
+    state["averages"]["bogus"] = state["averages"].pop("0.bias")
+    message = assert_error(ValueError, lambda: ema.load_state_dict(state),
+                           "ExponentialMovingAverage.load_state_dict", "bogus", "0.bias")
+    assert "0.weight" not in message
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"model": "net"}, TypeError, ["ExponentialMovingAverage", "Module", "str"]),
+    ({"decay": 1.5}, ValueError, ["ExponentialMovingAverage", "decay"]),
+    ({"decay": -0.1}, ValueError, ["ExponentialMovingAverage", "decay"]),
+    ({"average_buffers": "yes"}, TypeError, ["ExponentialMovingAverage", "average_buffers"]),
+    ({"warmup": 1}, TypeError, ["ExponentialMovingAverage", "warmup"]),
+])
+def test_ema_constructor_errors_name_class_and_argument(kwargs, error, words):
+    kwargs = {"model": model_with_buffers(), **kwargs}
+    assert_error(error, lambda: EMA(**kwargs), *words)
+
+
+def trained_ema(**settings):
+    model = model_with_buffers()
+    ema = EMA(model, **settings)
+    generator = np.random.default_rng(4)
+    for _ in range(3):
+        perturb(model, generator)
+        ema.update()
+    return model, ema
+
+
+def test_ema_state_round_trip_restores_settings_and_copies_arrays():
+    _, source = trained_ema(decay=0.9, average_buffers=False, warmup=True)
+    state = source.state_dict()
+    model = model_with_buffers()
+    target = EMA(model)  # other settings, num_updates 0
+    target.load_state_dict(state)
+    loaded = target.state_dict()
+    for key in ("decay", "num_updates", "average_buffers", "warmup"):
+        assert loaded[key] == state[key] and type(loaded[key]) is type(state[key]), key
+    for name, array in state["averages"].items():
+        assert loaded["averages"][name].dtype == array.dtype
+        np.testing.assert_array_equal(loaded["averages"][name], array)
+        array += 100  # the caller's arrays stay theirs: no aliasing
+    for name, array in target.state_dict()["averages"].items():
+        np.testing.assert_array_equal(array + 100, state["averages"][name])
+    # a fresh EMA (num_updates 0) round-trips too
+    fresh = EMA(model_with_buffers()).state_dict()
+    target.load_state_dict(fresh)
+    assert target.num_updates == 0 and target.current_decay() == 0.999
+
+
+def test_ema_load_casts_averages_to_the_models_dtype():
+    model, ema = trained_ema()
+    state = ema.state_dict()
+    state["averages"] = {name: array.astype(np.float64) for name, array in
+                         state["averages"].items()}
+    ema.load_state_dict(state)
+    for name, array in ema.state_dict()["averages"].items():
+        assert array.dtype == live_arrays(model)[name].dtype, name
+
+
+@pytest.mark.parametrize("change, error, words", [
+    (lambda s: s.update(decay=-0.5), ValueError, ["ExponentialMovingAverage", "decay"]),
+    (lambda s: s.update(decay="0.5"), TypeError, ["ExponentialMovingAverage", "decay"]),
+    (lambda s: s.update(num_updates=-1), ValueError, ["ExponentialMovingAverage",
+                                                       "num_updates"]),
+    (lambda s: s.update(average_buffers=None), TypeError, ["ExponentialMovingAverage",
+                                                           "average_buffers"]),
+    (lambda s: s.update(warmup="no"), TypeError, ["ExponentialMovingAverage", "warmup"]),
+    (lambda s: s.update(averages=5), TypeError, ["ExponentialMovingAverage.load_state_dict",
+                                                 "averages", "5", "int"]),
+    (lambda s: s["averages"].update({"0.bias": [0.0] * 4}), TypeError,
+     ["ExponentialMovingAverage.load_state_dict", "0.bias", "list"]),
+    (lambda s: s["averages"].update({"0.bias": np.zeros(4, np.complex64)}), TypeError,
+     ["ExponentialMovingAverage.load_state_dict", "0.bias", "complex64"]),
+    (lambda s: s.pop("warmup"), ValueError, ["ExponentialMovingAverage.load_state_dict",
+                                             "got " + str(sorted(["averages", "decay",
+                                             "average_buffers", "num_updates"]))]),
+])
+def test_ema_load_errors_name_class_and_entry(change, error, words):
+    _, ema = trained_ema()
+    state = ema.state_dict()
+    change(state)
+    assert_error(error, lambda: ema.load_state_dict(state), *words)
+
+
+def test_ema_load_of_a_non_dict_describes_it():
+    _, ema = trained_ema()
+    assert_error(ValueError, lambda: ema.load_state_dict("weights.npz"),
+                 "ExponentialMovingAverage.load_state_dict", "'weights.npz' (str)")
+
+
+# ====================================================================== Lookahead
+def lookahead_reference(theta0, grads, lr, k, alpha):
+    """Lookahead around plain SGD, in float64: k fast steps, then slow += alpha*(fast-slow)."""
+    theta, slow = theta0.astype(np.float64), theta0.astype(np.float64)
+    for step, grad in enumerate(grads, start=1):
+        theta = theta - lr * grad
+        if step % k == 0:
+            slow = slow + alpha * (theta - slow)
+            theta = slow.copy()
+    return theta
+
+
+@pytest.mark.parametrize("kwargs, k, alpha", [({}, 5, 0.5), ({"k": 2, "alpha": 0.25}, 2, 0.25)])
+def test_lookahead_matches_reference_with_default_k(kwargs, k, alpha):
+    generator = np.random.default_rng(5)
+    theta0 = generator.standard_normal(3)
+    grads = generator.standard_normal((11, 3))
+    param = Param(theta0.copy())
+    opt = optim.Lookahead(optim.SGD([param], lr=0.1), **kwargs)
+    assert (opt.k, opt.alpha) == (k, alpha)
+    for count, grad in enumerate(grads, start=1):
+        opt.zero_grad()
+        param.grad += grad
+        opt.step()
+        np.testing.assert_allclose(param.data,
+                                   lookahead_reference(theta0, grads[:count], 0.1, k, alpha),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_lookahead_passes_the_closure_to_the_inner_optimizer():
+    param = Param(np.ones(2))
+    opt = optim.Lookahead(optim.SGD([param], lr=0.1))
+    calls = []
+
+    def closure():
+        calls.append(1)
+        param.grad[...] = 1.0
+        return 3.5
+
+    assert opt.step(closure) == 3.5
+    assert calls == [1]
+    np.testing.assert_allclose(param.data, [0.9, 0.9])
+
+
+class _OnlyGroups:
+    param_groups = []
+
+
+class _OnlyStep:
+    def step(self):
+        pass
+
+
+@pytest.mark.parametrize("inner, got", [(_OnlyGroups(), "_OnlyGroups"),
+                                        (_OnlyStep(), "_OnlyStep"), (None, "NoneType")])
+def test_lookahead_refuses_what_is_not_an_optimizer(inner, got):
+    assert_error(TypeError, lambda: optim.Lookahead(inner), "Lookahead", got)
+
+
+def stepped_lookahead(make_inner, steps=3, k=2):
+    generator = np.random.default_rng(6)
+    params = [Param(generator.standard_normal((2, 3))), Param(generator.standard_normal(3))]
+    opt = optim.Lookahead(make_inner(params), k=k, alpha=0.3)
+    for _ in range(steps):
+        opt.zero_grad()
+        for param in params:
+            param.grad += generator.standard_normal(param.data.shape)
+        opt.step()
+    return params, opt
+
+
+def test_lookahead_state_of_a_stateless_inner_optimizer_round_trips():
+    """Plain SGD keeps no per-parameter state; the slow weights must still be saved."""
+    for steps in (0, 3):
+        params, opt = stepped_lookahead(lambda p: optim.SGD(p, lr=0.1), steps=steps)
+        state = json.loads(json.dumps(opt.state_dict(), default=lambda a: a.tolist()))
+        for entry in state["state"].values():
+            entry["lookahead_slow"] = np.array(entry["lookahead_slow"])
+        assert sorted(state["state"]) == ["0", "1"]
+        twin = optim.Lookahead(optim.SGD(params, lr=0.5), k=7, alpha=0.9)
+        twin.load_state_dict(state)
+        assert (twin.k, twin.alpha, twin.step_count) == (2, 0.3, steps)
+        for param in params:
+            np.testing.assert_array_equal(twin.slow[param], opt.slow[param])
+
+
+def test_lookahead_state_without_slow_weights_keeps_the_current_ones():
+    params, opt = stepped_lookahead(lambda p: optim.SGD(p, lr=0.1, momentum=0.9))
+    state = opt.state_dict()
+    del state["state"][1]["lookahead_slow"]
+    before = opt.slow[params[1]].copy()
+    opt.load_state_dict(state)
+    np.testing.assert_array_equal(opt.slow[params[1]], before)
+
+
+def _slow_at(key):
+    return lambda s: s["state"].update({key: {"lookahead_slow": np.zeros(3)}})
+
+
+@pytest.mark.parametrize("change, error, words", [
+    (_slow_at(2), ValueError, ["Lookahead.load_state_dict", "parameter index"]),
+    (_slow_at(-1), ValueError, ["Lookahead.load_state_dict", "parameter index"]),
+    (lambda s: s["state"][0].update(lookahead_slow=np.zeros(5)), ValueError,
+     ["Lookahead.load_state_dict", "slow weights"]),
+    (lambda s: s["state"].update({0: [1.0]}), TypeError,
+     ["Lookahead.load_state_dict", "[1.0] (list)"]),
+    (lambda s: s["lookahead"].update(k=0), ValueError, ["Lookahead", "k"]),
+    (lambda s: s["lookahead"].update(alpha=1.5), ValueError, ["Lookahead", "alpha"]),
+    (lambda s: s["lookahead"].update(alpha=-0.5), ValueError, ["Lookahead", "alpha"]),
+    (lambda s: s["lookahead"].update(alpha="0.5"), TypeError, ["Lookahead", "alpha"]),
+    (lambda s: s["lookahead"].update(step_count=-1), ValueError, ["Lookahead", "step_count"]),
+    (lambda s: s.pop("lookahead"), ValueError, ["Lookahead.load_state_dict",
+                                                 "Lookahead.state_dict"]),
+])
+def test_lookahead_load_errors_name_class_and_entry(change, error, words):
+    _, opt = stepped_lookahead(lambda p: optim.SGD(p, lr=0.1))
+    state = opt.state_dict()
+    change(state)
+    assert_error(error, lambda: opt.load_state_dict(state), *words)
+
+
+def test_lookahead_loads_a_fresh_state():
+    params, opt = stepped_lookahead(lambda p: optim.Adam(p), steps=3)
+    fresh = optim.Lookahead(optim.Adam(params), k=2, alpha=0.3).state_dict()
+    opt.load_state_dict(fresh)
+    assert opt.step_count == 0
+
+
+# ====================================================================== clipping
+def grads_params(*grads):
+    params = []
+    for grad in grads:
+        param = Param(np.zeros_like(np.asarray(grad, dtype=np.float64)))
+        param.grad[...] = grad
+        params.append(param)
+    return params
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.0, 0.5, math.inf])
+def test_clip_grad_norm_matches_the_float64_p_norm(norm_type):
+    generator = np.random.default_rng(7)
+    grads = [generator.standard_normal((2, 3)), generator.standard_normal(4),
+             np.zeros((0, 3))]  # an empty gradient adds nothing to the norm
+    flat = np.concatenate([g.reshape(-1) for g in grads])
+    expected = (np.abs(flat).max() if norm_type == math.inf
+                else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type))
+    params = grads_params(*grads)
+    total = optim.clip_grad_norm_(params, max_norm=0.5 * expected, norm_type=norm_type)
+    assert isinstance(total, float)
+    assert total == pytest.approx(expected, rel=1e-12)
+    scale = 0.5 * expected / (expected + 1e-6)
+    for param, grad in zip(params, grads):
+        np.testing.assert_allclose(param.grad, grad * scale, rtol=1e-12)
+
+
+def test_clip_grad_norm_of_only_empty_gradients_is_zero():
+    params = grads_params(np.zeros((0, 2)), np.zeros(0))
+    assert optim.clip_grad_norm_(params, 1.0) == 0.0
+    assert optim.clip_grad_norm_(params, 1.0, norm_type=math.inf) == 0.0
+
+
+def test_clip_grad_norm_non_finite_totals():
+    """NaN total: grads left as they are; error_if_nonfinite (off by default) raises."""
+    for bad in (np.nan, np.inf):
+        params = grads_params(np.array([bad, 1.0]))
+        message = assert_error(RuntimeError, lambda: optim.clip_grad_norm_(
+            params, 1.0, error_if_nonfinite=True), "clip_grad_norm_")
+        assert "error_if_nonfinite=False" in message
+    params = grads_params(np.array([np.nan, 1.0]))
+    assert math.isnan(optim.clip_grad_norm_(params, 1.0))  # no error by default
+    np.testing.assert_array_equal(params[0].grad, [np.nan, 1.0])
+
+
+def test_clip_grad_norm_leaves_small_gradients_untouched():
+    params = grads_params(np.array([0.3, -0.4]))
+    assert optim.clip_grad_norm_(params, 1.0) == pytest.approx(0.5, rel=1e-15)
+    np.testing.assert_array_equal(params[0].grad, [0.3, -0.4])
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda p: optim.clip_grad_value_(p, -1.0), ValueError, ["clip_grad_value_", "clip_value"]),
+    (lambda p: optim.clip_grad_value_(p, "1"), TypeError, ["clip_grad_value_", "clip_value"]),
+    (lambda p: optim.clip_grad_value_(5, 1.0), TypeError, ["clip_grad_value_", "int"]),
+    (lambda p: optim.clip_grad_norm_(3.0, 1.0), TypeError, ["clip_grad_norm_", "float"]),
+    (lambda p: optim.clip_grad_norm_(p, -1.0), ValueError, ["clip_grad_norm_", "max_norm"]),
+    (lambda p: optim.clip_grad_norm_(p, 1.0, norm_type=0.0), ValueError,
+     ["clip_grad_norm_", "norm_type"]),
+])
+def test_clip_errors_name_function_and_argument(call, error, words):
+    params = grads_params(np.array([1.0, -2.0]))
+    assert_error(error, lambda: call(params), *words)
+
+
+def test_clip_grad_value_clamps_and_zero_clamps_to_zero():
+    params = grads_params(np.array([-3.0, 0.5, 2.0]))
+    optim.clip_grad_value_(params, 1.0)
+    np.testing.assert_array_equal(params[0].grad, [-1.0, 0.5, 1.0])
+    optim.clip_grad_value_(params, 0.0)
+    np.testing.assert_array_equal(params[0].grad, [0.0, 0.0, 0.0])
+
+
+# ====================================================================== optimizer state
+def stepped_adam(steps=2):
+    generator = np.random.default_rng(8)
+    param = Param(generator.standard_normal(3).astype(np.float32))
+    opt = optim.Adam([param], lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        param.grad += generator.standard_normal(3).astype(np.float32)
+        opt.step()
+    return param, opt
+
+
+@pytest.mark.parametrize("step", [np.array(2), np.int64(2), np.array(2, np.uint8), 2])
+def test_optimizer_step_may_come_back_as_a_numpy_integer(step):
+    """np.load / np.savez give the step as a 0-d integer array: it loads as an int."""
+    param, opt = stepped_adam()
+    state = opt.state_dict()
+    state["state"][0]["step"] = step
+    opt.load_state_dict(state)
+    loaded = opt.state_dict()["state"][0]["step"]
+    assert loaded == 2 and type(loaded) is int
+
+
+def test_optimizer_load_copies_arrays_and_casts_to_the_params_dtype():
+    param, opt = stepped_adam()
+    state = opt.state_dict()
+    given = state["state"][0]["exp_avg"]
+    opt.load_state_dict(state)
+    given += 1.0  # the caller's array stays theirs
+    np.testing.assert_array_equal(opt.state_dict()["state"][0]["exp_avg"] + 1.0, given)
+    state["state"][0]["exp_avg_sq"] = state["state"][0]["exp_avg_sq"].astype(np.float64)
+    opt.load_state_dict(state)
+    assert opt.state[param]["exp_avg_sq"].dtype == np.float32
+
+
+@pytest.mark.parametrize("entry, value, error, words", [
+    ("exp_avg", [0.0, 0.0, 0.0], TypeError, ["Adam.load_state_dict", "exp_avg", "list"]),
+    ("exp_avg", np.zeros(3, np.int32), TypeError, ["Adam.load_state_dict", "exp_avg", "int32"]),
+    ("exp_avg", np.zeros(2, np.float32), ValueError, ["Adam.load_state_dict", "exp_avg"]),
+    ("step", 1.5, TypeError, ["Adam.load_state_dict", "step"]),
+    ("step", np.array(1.0), TypeError, ["Adam.load_state_dict", "step"]),
+    ("step", -1, ValueError, ["Adam.load_state_dict", "step"]),
+])
+def test_optimizer_state_entry_errors_name_the_entry(entry, value, error, words):
+    _, opt = stepped_adam()
+    state = opt.state_dict()
+    state["state"][0][entry] = value
+    assert_error(error, lambda: opt.load_state_dict(state), *words)
+
+
+def test_optimizer_foreign_state_error_suggests_another_class():
+    _, opt = stepped_adam()
+    state = opt.state_dict()
+    state["state"][0]["momentum_buffer"] = state["state"][0].pop("exp_avg")
+    message = assert_error(ValueError, lambda: opt.load_state_dict(state),
+                           "Adam.load_state_dict", "momentum_buffer")
+    assert "another optimizer class" in message
