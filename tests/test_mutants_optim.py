@@ -490,3 +490,220 @@ def test_optimizer_foreign_state_error_suggests_another_class():
     message = assert_error(ValueError, lambda: opt.load_state_dict(state),
                            "Adam.load_state_dict", "momentum_buffer")
     assert "another optimizer class" in message
+
+
+# ====================================================================== schedulers
+def two_group_optimizer(kind="sgd"):
+    generator = np.random.default_rng(9)
+    first, second = (Param(generator.standard_normal(3)), Param(generator.standard_normal(2)))
+    groups = [{"params": [first], "lr": 0.1}, {"params": [second], "lr": 0.05}]
+    if kind == "adam":
+        return optim.Adam(groups)
+    return optim.SGD(groups, momentum=0.9) if kind == "sgd" else optim.SGD(groups)
+
+
+def group_settings(optimizer):
+    return [{key: value for key, value in group.items() if key != "params"}
+            for group in optimizer.param_groups]
+
+
+# name -> (optimizer kind, the scheduler to save, a differently configured twin to load into)
+SCHEDULERS = {
+    "StepLR": ("sgd", lambda o: S.StepLR(o, step_size=2, gamma=0.5),
+               lambda o: S.StepLR(o, step_size=7, gamma=0.9)),
+    "MultiStepLR": ("sgd", lambda o: S.MultiStepLR(o, [2, 5], gamma=0.5),
+                    lambda o: S.MultiStepLR(o, [1], gamma=0.9)),
+    "ExponentialLR": ("sgd", lambda o: S.ExponentialLR(o, gamma=0.8),
+                      lambda o: S.ExponentialLR(o, gamma=0.5)),
+    "CosineAnnealingLR": ("sgd", lambda o: S.CosineAnnealingLR(o, T_max=6, eta_min=0.01),
+                          lambda o: S.CosineAnnealingLR(o, T_max=3)),
+    "LinearLR-end0": ("sgd", lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.0,
+                                                   total_iters=4),
+                      lambda o: S.LinearLR(o)),
+    "LinearLR-end1": ("sgd", lambda o: S.LinearLR(o, start_factor=0.5, total_iters=4),
+                      lambda o: S.LinearLR(o, start_factor=0.9, end_factor=0.1)),
+    "PiecewiseLinearLR": ("sgd", lambda o: S.PiecewiseLinearLR(o, [1, 4, 8], [0.0, 1.0, 0.2]),
+                          lambda o: S.PiecewiseLinearLR(o, [0], [1.0])),
+    "LinearWarmupDecayLR": ("sgd", lambda o: S.LinearWarmupDecayLR(o, 3, 9),
+                            lambda o: S.LinearWarmupDecayLR(o, 1, 20)),
+    "OneCycleLR": ("sgd", lambda o: S.OneCycleLR(o, max_lr=[1.0, 0.5], total_steps=12),
+                   lambda o: S.OneCycleLR(o, max_lr=0.3, total_steps=20, anneal_strategy="linear")),
+    "OneCycleLR-three-phase": ("adam", lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=12,
+                                                              three_phase=True),
+                               lambda o: S.OneCycleLR(o, max_lr=0.3, total_steps=20)),
+    "OneCycleLR-no-momentum": ("plain", lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=12,
+                                                               cycle_momentum=False),
+                               lambda o: S.OneCycleLR(o, max_lr=0.3, total_steps=20,
+                                                      cycle_momentum=False)),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_scheduler_resumes_from_json_state_into_a_differently_built_twin(name):
+    """Checkpoint resume: build, load the optimizer state, then the scheduler state; the
+    twin then reports the same state and schedules the same lrs (and momenta)."""
+    kind, build, build_twin = SCHEDULERS[name]
+    optimizer = two_group_optimizer(kind)
+    scheduler = build(optimizer)
+    for _ in range(3):
+        scheduler.step()
+    twin_optimizer = two_group_optimizer(kind)
+    twin = build_twin(twin_optimizer)
+    twin_optimizer.load_state_dict(optimizer.state_dict())
+    state = json.loads(json.dumps(scheduler.state_dict()))
+    twin.load_state_dict(state)
+    assert twin.state_dict() == scheduler.state_dict()
+    assert twin.get_last_lr() == scheduler.get_last_lr()
+    assert group_settings(twin_optimizer) == group_settings(optimizer)
+    for _ in range(6):
+        scheduler.step()
+        twin.step()
+        assert twin.get_last_lr() == scheduler.get_last_lr()
+        assert group_settings(twin_optimizer) == group_settings(optimizer)
+
+
+def test_multistep_load_sorts_the_milestones():
+    optimizer = two_group_optimizer()
+    reference = S.MultiStepLR(two_group_optimizer(), [2, 6], gamma=0.5)
+    scheduler = S.MultiStepLR(optimizer, [1], gamma=0.5)
+    state = reference.state_dict()
+    state["milestones"] = [6, 2]
+    scheduler.load_state_dict(state)
+    assert scheduler.milestones == [2, 6]
+    for _ in range(8):
+        reference.step()
+        scheduler.step()
+        assert scheduler.get_last_lr() == reference.get_last_lr()
+
+
+def onecycle(kind="sgd", **options):
+    optimizer = two_group_optimizer(kind)
+    return optimizer, S.OneCycleLR(optimizer, max_lr=1.0, total_steps=10, **options)
+
+
+def _set_phase(index, key, value):
+    return lambda s: s["phases"][index].update({key: value})
+
+
+@pytest.mark.parametrize("options, change, error, words", [
+    ({}, lambda s: s.update(phases=s["phases"] * 2), ValueError,
+     ["OneCycleLR.load_state_dict", "start_lr", "end_lr", "start_momentum", "end_momentum",
+      "(list)"]),
+    ({}, _set_phase(0, "end_step", "3"), TypeError,
+     ["OneCycleLR.load_state_dict", "phases[0].end_step"]),
+    ({}, _set_phase(1, "start_momentum", "bogus"), ValueError,
+     ["OneCycleLR.load_state_dict", "phases[1].start_momentum", "'bogus' (str)",
+      "base_momentum", "initial_lr", "max_momentum", "max_lr", "min_lr"]),
+    ({"cycle_momentum": False}, _set_phase(0, "start_lr", "bogus"), ValueError,
+     ["OneCycleLR.load_state_dict", "phases[0].start_lr", "'bogus' (str)",
+      "initial_lr", "max_lr", "min_lr"]),
+    ({"cycle_momentum": False}, _set_phase(1, "end_lr", "max_momentum"), ValueError,
+     ["OneCycleLR.load_state_dict", "phases[1].end_lr"]),
+    ({}, lambda s: s.update(cycle_momentum="yes"), TypeError,
+     ["OneCycleLR.load_state_dict", "cycle_momentum"]),
+    ({}, lambda s: s.update(anneal_strategy="exp"), ValueError,
+     ["OneCycleLR.load_state_dict", "anneal_strategy", "'exp' (str)"]),
+    ({}, lambda s: s.update(total_steps=0), ValueError,
+     ["OneCycleLR.load_state_dict", "total_steps"]),
+])
+def test_onecycle_load_errors_name_the_entry(options, change, error, words):
+    _, scheduler = onecycle("sgd" if options.get("cycle_momentum", True) else "plain",
+                            **options)
+    state = copy.deepcopy(scheduler.state_dict())
+    change(state)
+    assert_error(error, lambda: scheduler.load_state_dict(state), *words)
+
+
+def test_onecycle_without_momentum_ignores_momentum_names_on_load():
+    """With cycle_momentum=False the momentum entries of the phases are never used."""
+    _, scheduler = onecycle("plain", cycle_momentum=False)
+    state = scheduler.state_dict()
+    state["phases"][0]["start_momentum"] = "unused"
+    scheduler.load_state_dict(state)
+
+
+@pytest.mark.parametrize("missing", ["max_lr", "initial_lr", "max_momentum"])
+def test_onecycle_load_needs_the_groups_of_the_optimizer_state(missing):
+    optimizer, scheduler = onecycle()
+    state = scheduler.state_dict()
+    del optimizer.param_groups[1][missing]
+    message = assert_error(ValueError, lambda: scheduler.load_state_dict(state),
+                           "OneCycleLR.load_state_dict", "param group 1", f"['{missing}']")
+    assert "load the optimizer's state_dict first" in message
+
+
+def test_piecewise_load_error_shows_the_milestones():
+    optimizer = two_group_optimizer()
+    scheduler = S.PiecewiseLinearLR(optimizer, [1, 4], [0.5, 1.0])
+    state = scheduler.state_dict()
+    state["milestones"] = [5, 1]
+    message = assert_error(ValueError, lambda: scheduler.load_state_dict(state),
+                           "PiecewiseLinearLR.load_state_dict", "milestones", "factors")
+    assert "got [5, 1] and [0.5, 1.0]" in message
+
+
+@pytest.mark.parametrize("key, value, error", [
+    ("start_factor", 0.0, ValueError), ("start_factor", 1.5, ValueError),
+    ("end_factor", -0.1, ValueError), ("end_factor", 1.01, ValueError),
+    ("end_factor", "1", TypeError), ("total_iters", 0, ValueError),
+])
+def test_linear_lr_load_errors_name_the_entry(key, value, error):
+    scheduler = S.LinearLR(two_group_optimizer())
+    state = scheduler.state_dict()
+    state[key] = value
+    assert_error(error, lambda: scheduler.load_state_dict(state),
+                 "LinearLR.load_state_dict", key)
+
+
+# ---------------------------------------------------------------- ReduceLROnPlateau
+def plateau_run(scheduler, metrics):
+    lrs = []
+    for metric in metrics:
+        scheduler.step(metric)
+        lrs.append(scheduler.get_last_lr())
+    return lrs
+
+
+PLATEAU = dict(mode="max", factor=0.5, patience=1, threshold=0.1, threshold_mode="abs",
+               cooldown=1, min_lr=[0.01, 0.02], eps=1e-9)
+METRICS = [1.0, 1.05, 1.0, 2.0, 2.05, 1.9, 1.9, 1.8, 3.0, 2.9, 2.9, 2.9]
+
+
+@pytest.mark.parametrize("seen", [0, 3])
+@pytest.mark.parametrize("settings", [PLATEAU, {"mode": "min", "factor": 0.5, "patience": 1}],
+                         ids=["max-abs", "min-rel"])
+def test_plateau_resumes_from_json_state(settings, seen):
+    """Also from a fresh state (best stored as None): the first metric then improves."""
+    metrics = METRICS if settings["mode"] == "max" else [-m for m in METRICS]
+    optimizer = two_group_optimizer()
+    scheduler = S.ReduceLROnPlateau(optimizer, **settings)
+    plateau_run(scheduler, metrics[:seen])
+    twin_optimizer = two_group_optimizer()
+    twin = S.ReduceLROnPlateau(twin_optimizer, mode="min" if settings["mode"] == "max"
+                               else "max", factor=0.9, patience=5, threshold_mode="abs")
+    twin_optimizer.load_state_dict(optimizer.state_dict())
+    state = json.loads(json.dumps(scheduler.state_dict()))
+    twin.load_state_dict(state)
+    assert twin.state_dict() == scheduler.state_dict()
+    assert twin.best == scheduler.best
+    assert plateau_run(twin, metrics[seen:]) == plateau_run(scheduler, metrics[seen:])
+    assert min(scheduler.get_last_lr()) < 0.05  # the run did reduce the lrs
+
+
+@pytest.mark.parametrize("key, value, error", [
+    ("mode", "maximum", ValueError), ("threshold_mode", "relative", ValueError),
+    ("factor", 0.0, ValueError), ("factor", 1.0, ValueError), ("factor", -0.5, ValueError),
+    ("threshold", -0.1, ValueError), ("eps", -1e-8, ValueError),
+    ("last_lr", [0.1], ValueError), ("min_lrs", [0.1, 0.1, 0.1], ValueError),
+    ("best", "1.0", TypeError), ("best", math.nan, ValueError),
+    ("patience", -1, ValueError), ("num_bad_epochs", 1.0, TypeError),
+])
+def test_plateau_load_errors_name_the_entry(key, value, error):
+    scheduler = S.ReduceLROnPlateau(two_group_optimizer(), **PLATEAU)
+    plateau_run(scheduler, METRICS[:3])
+    state = scheduler.state_dict()
+    before = copy.deepcopy(state)
+    state[key] = value
+    assert_error(error, lambda: scheduler.load_state_dict(state),
+                 "ReduceLROnPlateau.load_state_dict", key)
+    assert scheduler.state_dict() == before
