@@ -344,7 +344,7 @@ def _slow_at(key):
     (lambda s: s["lookahead"].update(alpha="0.5"), TypeError, ["Lookahead", "alpha"]),
     (lambda s: s["lookahead"].update(step_count=-1), ValueError, ["Lookahead", "step_count"]),
     (lambda s: s.pop("lookahead"), ValueError, ["Lookahead.load_state_dict",
-                                                 "Lookahead.state_dict"]),
+                                                 "(from Lookahead.state_dict())"]),
 ])
 def test_lookahead_load_errors_name_class_and_entry(change, error, words):
     _, opt = stepped_lookahead(lambda p: optim.SGD(p, lr=0.1))
@@ -397,9 +397,9 @@ def test_clip_grad_norm_non_finite_totals():
     """NaN total: grads left as they are; error_if_nonfinite (off by default) raises."""
     for bad in (np.nan, np.inf):
         params = grads_params(np.array([bad, 1.0]))
-        message = assert_error(RuntimeError, lambda: optim.clip_grad_norm_(
-            params, 1.0, error_if_nonfinite=True), "clip_grad_norm_")
-        assert "error_if_nonfinite=False" in message
+        assert_error(RuntimeError, lambda: optim.clip_grad_norm_(
+            params, 1.0, error_if_nonfinite=True), "clip_grad_norm_",
+            "error_if_nonfinite=False to clip anyway")
     params = grads_params(np.array([np.nan, 1.0]))
     assert math.isnan(optim.clip_grad_norm_(params, 1.0))  # no error by default
     np.testing.assert_array_equal(params[0].grad, [np.nan, 1.0])
@@ -487,9 +487,8 @@ def test_optimizer_foreign_state_error_suggests_another_class():
     _, opt = stepped_adam()
     state = opt.state_dict()
     state["state"][0]["momentum_buffer"] = state["state"][0].pop("exp_avg")
-    message = assert_error(ValueError, lambda: opt.load_state_dict(state),
-                           "Adam.load_state_dict", "momentum_buffer")
-    assert "another optimizer class" in message
+    assert_error(ValueError, lambda: opt.load_state_dict(state), "Adam.load_state_dict",
+                 "momentum_buffer", "was it saved by another optimizer class?")
 
 
 # ====================================================================== schedulers
