@@ -706,3 +706,176 @@ def test_plateau_load_errors_name_the_entry(key, value, error):
     assert_error(error, lambda: scheduler.load_state_dict(state),
                  "ReduceLROnPlateau.load_state_dict", key)
     assert scheduler.state_dict() == before
+
+
+def is_better_reference(mode, threshold_mode, threshold, value, best):
+    """torch.optim.lr_scheduler.ReduceLROnPlateau's rule, as its documentation states it."""
+    if mode == "min":
+        bound = best * (1 - threshold) if threshold_mode == "rel" else best - threshold
+        return value < bound
+    bound = best * (1 + threshold) if threshold_mode == "rel" else best + threshold
+    return value > bound
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
+def test_plateau_is_better_matches_the_documented_rule(mode, threshold_mode):
+    threshold, best = 0.5, 2.0  # bounds 1.0, 1.5, 2.5, 3.0 are exact in binary
+    scheduler = S.ReduceLROnPlateau(two_group_optimizer(), mode=mode, threshold=threshold,
+                                    threshold_mode=threshold_mode)
+    for value in np.arange(0.0, 4.01, 0.25):  # hits every bound exactly
+        expected = is_better_reference(mode, threshold_mode, threshold, value, best)
+        assert scheduler.is_better(float(value), best) == expected, value
+
+
+def test_plateau_skips_changes_not_larger_than_eps():
+    """old_lr - new_lr == eps is not applied (torch: ``if old_lr - new_lr > eps``)."""
+    optimizer = two_group_optimizer()
+    for group in optimizer.param_groups:
+        group["lr"] = 1.0
+    scheduler = S.ReduceLROnPlateau(optimizer, factor=0.5, patience=0, eps=0.5)
+    plateau_run(scheduler, [1.0, 1.0, 1.0])
+    assert scheduler.get_last_lr() == [1.0, 1.0]
+    scheduler.eps = 0.25
+    plateau_run(scheduler, [1.0])
+    assert scheduler.get_last_lr() == [0.5, 0.5]
+
+
+def test_plateau_counts_its_steps():
+    scheduler = S.ReduceLROnPlateau(two_group_optimizer())
+    assert scheduler.state_dict()["last_epoch"] == 0
+    plateau_run(scheduler, [3.0, 2.0])
+    assert scheduler.state_dict()["last_epoch"] == 2
+
+
+# name -> a scheduler built with last_epoch (the same schedule each time)
+RESUMABLE = {
+    "StepLR": lambda o, e: S.StepLR(o, 2, gamma=0.5, last_epoch=e),
+    "MultiStepLR": lambda o, e: S.MultiStepLR(o, [1, 3], gamma=0.5, last_epoch=e),
+    "ExponentialLR": lambda o, e: S.ExponentialLR(o, 0.8, last_epoch=e),
+    "CosineAnnealingLR": lambda o, e: S.CosineAnnealingLR(o, 6, eta_min=0.01, last_epoch=e),
+    "LinearLR": lambda o, e: S.LinearLR(o, 0.25, 1.0, total_iters=6, last_epoch=e),
+    "LambdaLR": lambda o, e: S.LambdaLR(o, lambda step: 1.0 / (1 + step), last_epoch=e),
+    "PiecewiseLinearLR": lambda o, e: S.PiecewiseLinearLR(o, [0, 3, 8], [0.1, 1.0, 0.0],
+                                                          last_epoch=e),
+    "LinearWarmupDecayLR": lambda o, e: S.LinearWarmupDecayLR(o, 2, 9, last_epoch=e),
+}
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+def test_scheduler_constructed_with_last_epoch_continues_the_schedule(name):
+    """As torch: ``last_epoch=k`` (with the groups' initial_lr restored) then the first
+    step gives the lr of step k + 1, the one a scheduler stepped k + 1 times has."""
+    build = RESUMABLE[name]
+    optimizer = two_group_optimizer()
+    scheduler = build(optimizer, -1)
+    for _ in range(4):
+        scheduler.step()
+    resumed_optimizer = two_group_optimizer()
+    for group, saved in zip(resumed_optimizer.param_groups, optimizer.param_groups):
+        group["initial_lr"] = saved["initial_lr"]
+    resumed = build(resumed_optimizer, 3)
+    assert resumed.last_epoch == scheduler.last_epoch == 4
+    assert resumed.get_last_lr() == scheduler.get_last_lr()
+
+
+ZERO = 0.0
+
+
+@pytest.mark.parametrize("build, error, words", [
+    (lambda o: S.ExponentialLR(o, gamma=ZERO), ValueError, ["ExponentialLR", "gamma"]),
+    (lambda o: S.ExponentialLR(o, gamma=-0.5), ValueError, ["ExponentialLR", "gamma"]),
+    (lambda o: S.StepLR(o, 2, gamma=ZERO), ValueError, ["StepLR", "gamma"]),
+    (lambda o: S.MultiStepLR(o, [2], gamma=ZERO), ValueError, ["MultiStepLR", "gamma"]),
+    (lambda o: S.MultiStepLR(o, [2], gamma=-1.0), ValueError, ["MultiStepLR", "gamma"]),
+    (lambda o: S.MultiStepLR(o, [2], gamma="0.1"), TypeError, ["MultiStepLR", "gamma"]),
+    (lambda o: S.MultiStepLR(o, 5), TypeError, ["MultiStepLR", "milestones", "5 (int)"]),
+    (lambda o: S.LinearLR(o, end_factor=-0.1), ValueError, ["LinearLR", "end_factor"]),
+    (lambda o: S.LinearLR(o, end_factor=1.5), ValueError, ["LinearLR", "end_factor"]),
+    (lambda o: S.LinearLR(o, end_factor="1"), TypeError, ["LinearLR", "end_factor"]),
+    (lambda o: S.LinearLR(o, total_iters=0), ValueError, ["LinearLR", "total_iters"]),
+    (lambda o: S.LinearWarmupDecayLR(o, -1, 5), ValueError,
+     ["LinearWarmupDecayLR", "warmup_steps"]),
+    (lambda o: S.LinearWarmupDecayLR(o, 1, 0), ValueError,
+     ["LinearWarmupDecayLR", "total_steps"]),
+    (lambda o: S.LambdaLR(o, 5), TypeError, ["LambdaLR", "lr_lambda", "5 (int)"]),
+    (lambda o: S.LambdaLR(o, lambda step: math.nan), ValueError, ["LambdaLR", "lr_lambda(0)"]),
+    (lambda o: S.LambdaLR(o.param_groups, lambda step: 1.0), TypeError, ["LambdaLR", "list"]),
+    (lambda o: S.ReduceLROnPlateau(o, eps=-1.0), ValueError, ["ReduceLROnPlateau", "eps"]),
+    (lambda o: S.ReduceLROnPlateau(o, threshold_mode="relative"), ValueError,
+     ["ReduceLROnPlateau", "threshold_mode"]),
+    (lambda o: S.ReduceLROnPlateau(o).step("1.0"), TypeError, ["ReduceLROnPlateau", "metric"]),
+    (lambda o: S.ReduceLROnPlateau(o).step(math.nan), ValueError,
+     ["ReduceLROnPlateau", "metric"]),
+])
+def test_scheduler_argument_errors_name_class_and_argument(build, error, words):
+    assert_error(error, lambda: build(two_group_optimizer()), *words)
+
+
+@pytest.mark.parametrize("torch_name, build, defaulted", [
+    ("StepLR", lambda o: S.StepLR(o, 3), ["gamma"]),
+    ("MultiStepLR", lambda o: S.MultiStepLR(o, [2]), ["gamma"]),
+    ("CosineAnnealingLR", lambda o: S.CosineAnnealingLR(o, 4), ["eta_min"]),
+    ("LinearLR", lambda o: S.LinearLR(o), ["start_factor", "end_factor", "total_iters"]),
+    ("OneCycleLR", lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=10),
+     ["anneal_strategy", "cycle_momentum"]),
+    ("ReduceLROnPlateau", lambda o: S.ReduceLROnPlateau(o),
+     ["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "eps"]),
+])
+def test_scheduler_defaults_are_torchs(torch_name, build, defaulted):
+    """Every keyword shared with torch has torch's default (read from its signature), and
+    a scheduler built without them holds those values."""
+    torch = pytest.importorskip("torch")
+    import inspect
+    theirs = inspect.signature(getattr(torch.optim.lr_scheduler, torch_name)).parameters
+    scheduler = build(two_group_optimizer())
+    ours = inspect.signature(type(scheduler)).parameters
+    shared = [key for key in ours if key in theirs and ours[key].default is not inspect._empty]
+    assert set(defaulted) <= set(shared)
+    for key in shared:
+        assert ours[key].default == theirs[key].default, key
+    saved = scheduler.state_dict()
+    for key in defaulted:
+        assert saved[key] == theirs[key].default, key
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adamax", "Adagrad", "RMSprop",
+                                  "Adadelta"])
+def test_optimizer_defaults_are_torchs(name):
+    """The hyper-parameters of a group built from defaults equal torch's (SGD's lr has no
+    default in minidl: it must be given)."""
+    torch = pytest.importorskip("torch")
+    kwargs = {"lr": 0.1} if name == "SGD" else {}
+    ours = getattr(optim, name)([Param(np.zeros(2))], **kwargs).param_groups[0]
+    theirs = getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)],
+                                        **kwargs).param_groups[0]
+    shared = [key for key in ours if key != "params" and key in theirs]
+    assert len(shared) >= 3
+    for key in shared:
+        expected = tuple(theirs[key]) if isinstance(theirs[key], tuple) else theirs[key]
+        assert ours[key] == expected, key
+
+
+def test_repr_names_the_class_and_every_setting():
+    optimizer = two_group_optimizer()
+    text = repr(optimizer)
+    assert text.startswith("SGD (") and "Parameter Group 0" in text and "Parameter Group 1" \
+        in text and "    lr: 0.05" in text and "    momentum: 0.9" in text
+    scheduler = S.StepLR(optimizer, step_size=3, gamma=0.5)
+    scheduler.step()
+    assert repr(scheduler) == "StepLR(step_size=3, gamma=0.5, last_epoch=1)"
+
+
+def test_incomplete_subclasses_say_what_is_missing():
+    class NoUpdate(optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"lr": 0.1})
+
+    param = Param(np.zeros(2))
+    assert_error(NotImplementedError, NoUpdate([param]).step, "NoUpdate", "_update")
+
+    class NoSchedule(S.LRScheduler):
+        pass
+
+    assert_error(NotImplementedError, lambda: NoSchedule(two_group_optimizer()),
+                 "NoSchedule", "get_lr")
