@@ -20,6 +20,7 @@ import copy
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -403,6 +404,21 @@ def test_clip_grad_norm_non_finite_totals():
     params = grads_params(np.array([np.nan, 1.0]))
     assert math.isnan(optim.clip_grad_norm_(params, 1.0))  # no error by default
     np.testing.assert_array_equal(params[0].grad, [np.nan, 1.0])
+
+
+def test_clip_grad_norm_infinite_total_zeroes_like_torch_without_a_warning():
+    torch = pytest.importorskip("torch")
+    grads = [np.array([np.inf, 1.0]), np.array([-2.0, 0.5])]
+    params = grads_params(*grads)
+    reference = [torch.tensor(g, requires_grad=True) for g in grads]
+    for tensor, grad in zip(reference, grads):
+        tensor.grad = torch.tensor(grad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        total = optim.clip_grad_norm_(params, 1.0)
+    assert total == float(torch.nn.utils.clip_grad_norm_(reference, 1.0)) == math.inf
+    for param, tensor in zip(params, reference):
+        np.testing.assert_array_equal(param.grad, tensor.grad.numpy())
 
 
 def test_clip_grad_norm_leaves_small_gradients_untouched():

@@ -55,8 +55,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     entry as one vector (``math.inf``: the largest |entry|). Every grad is multiplied
     in place by ``min(1, max_norm / (total + 1e-6))``, which keeps its direction.
     Returns ``total`` (the norm before clipping) as a float. A NaN total leaves the
-    grads as they are; with ``error_if_nonfinite`` a NaN or infinite total raises
-    RuntimeError instead.
+    grads as they are; an infinite one scales them by 0 (as torch: infinite entries
+    become NaN, without a warning); with ``error_if_nonfinite`` a NaN or infinite total
+    raises RuntimeError instead.
     """
     owner = "clip_grad_norm_"
     params = _params(parameters, owner)
@@ -70,8 +71,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            "error_if_nonfinite=False to clip anyway")
     scale = min(1.0, max_norm / (total + 1e-6))
     if scale < 1.0:
-        for param in params:
-            param.grad *= scale
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN is the documented result
+            for param in params:
+                param.grad *= scale
     return total
 
 
