@@ -608,7 +608,12 @@ def _set_phase(index, key, value):
      ["OneCycleLR.load_state_dict", "phases[0].end_step"]),
     ({}, _set_phase(1, "start_momentum", "bogus"), ValueError,
      ["OneCycleLR.load_state_dict", "phases[1].start_momentum", "'bogus' (str)",
-      "base_momentum", "initial_lr", "max_momentum", "max_lr", "min_lr"]),
+      "['base_momentum', 'max_momentum']"]),
+    ({}, _set_phase(0, "end_momentum", "max_lr"), ValueError,  # an lr is no momentum
+     ["OneCycleLR.load_state_dict", "phases[0].end_momentum", "'max_lr' (str)"]),
+    ({}, _set_phase(1, "end_lr", "max_momentum"), ValueError,
+     ["OneCycleLR.load_state_dict", "phases[1].end_lr", "'max_momentum' (str)",
+      "['initial_lr', 'max_lr', 'min_lr']"]),
     ({"cycle_momentum": False}, _set_phase(0, "start_lr", "bogus"), ValueError,
      ["OneCycleLR.load_state_dict", "phases[0].start_lr", "'bogus' (str)",
       "initial_lr", "max_lr", "min_lr"]),
