@@ -904,3 +904,50 @@ def test_incomplete_subclasses_say_what_is_missing():
 
     assert_error(NotImplementedError, lambda: NoSchedule(two_group_optimizer()),
                  "NoSchedule", "get_lr")
+
+
+# ====================================================================== hyper-parameters
+# (class, keyword, bad value, error type); every error names the class, the keyword and
+# the param group (index 1: the bad value sits in the second group)
+BAD_HYPER = [
+    (cls, key, value, error)
+    for cls in ("SGD", "Adam", "AdamW", "Adamax", "Adagrad", "RMSprop", "Adadelta")
+    for key, value, error in [("lr", -0.1, ValueError), ("lr", "0.1", TypeError),
+                              ("weight_decay", -1.0, ValueError), ("eps", math.inf, ValueError)]
+    if not (cls == "SGD" and key == "eps")
+] + [
+    ("SGD", "momentum", -0.5, ValueError), ("SGD", "dampening", 1.5, ValueError),
+    ("SGD", "dampening", -0.5, ValueError), ("SGD", "nesterov", 1, TypeError),
+    ("RMSprop", "momentum", -0.5, ValueError),
+    ("RMSprop", "alpha", 1.5, ValueError), ("RMSprop", "alpha", -0.5, ValueError),
+    ("RMSprop", "centered", "no", TypeError), ("Adam", "amsgrad", None, TypeError),
+    ("AdamW", "amsgrad", 0, TypeError),
+    ("Adagrad", "lr_decay", -1.0, ValueError),
+    ("Adagrad", "initial_accumulator_value", -1.0, ValueError),
+    ("Adadelta", "rho", 1.5, ValueError), ("Adadelta", "rho", -0.1, ValueError),
+]
+
+
+@pytest.mark.parametrize("name, key, value, error", BAD_HYPER)
+def test_hyper_parameter_errors_name_class_key_and_group(name, key, value, error):
+    good = Param(np.zeros(2))
+    kwargs = {"lr": 0.1} if name == "SGD" else {}
+    groups = [{"params": [good]}, {"params": [Param(np.zeros(3))], key: value}]
+    assert_error(error, lambda: getattr(optim, name)(groups, **kwargs), name, key,
+                 "in param group 1")
+    assert_error(error, lambda: getattr(optim, name)([good], **{**kwargs, key: value}),
+                 name, key, "in param group 0")
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "Adamax"])
+@pytest.mark.parametrize("betas, error, words", [
+    ((0.9, 1.0), ValueError, ["betas[1]"]), ((-0.1, 0.9), ValueError, ["betas[0]"]),
+    ((0.9,), ValueError, ["betas", "1 values"]), ([0.9, 0.99], None, []),
+    (0.9, TypeError, ["betas", "0.9 (float)"]), ((0.9, "0.99"), TypeError, ["betas[1]"]),
+])
+def test_betas_must_be_a_pair_in_0_1(name, betas, error, words):
+    build = lambda: getattr(optim, name)([Param(np.zeros(2))], betas=betas)  # noqa: E731
+    if error is None:  # a list is taken as the pair
+        assert build().param_groups[0]["betas"] == (0.9, 0.99)
+        return
+    assert_error(error, build, name, "in param group 0", *words)
