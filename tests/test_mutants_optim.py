@@ -951,3 +951,124 @@ def test_betas_must_be_a_pair_in_0_1(name, betas, error, words):
         assert build().param_groups[0]["betas"] == (0.9, 0.99)
         return
     assert_error(error, build, name, "in param group 0", *words)
+
+
+# ====================================================================== OneCycleLR, plateau
+def onecycle_curves(torch, options, momentum_key="momentum"):
+    """(our lrs and momenta, torch's) over the whole cycle, on SGD with momentum."""
+    curves = []
+    for library in ("minidl", "torch"):
+        if library == "minidl":
+            optimizer = optim.SGD([Param(np.zeros(2))], lr=0.1, momentum=0.9)
+            scheduler = S.OneCycleLR(optimizer, **options)
+        else:
+            optimizer = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1,
+                                        momentum=0.9)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, **options)
+        curve = []
+        for step in range(options["total_steps"]):
+            if step:
+                optimizer.step()
+                scheduler.step()
+            group = optimizer.param_groups[0]
+            curve.append((float(group["lr"]), float(group[momentum_key])))
+        curves.append(curve)
+    return curves
+
+
+@pytest.mark.parametrize("options", [
+    dict(max_lr=1.0, total_steps=10, pct_start=0.3),  # warm-up ends exactly at step 2
+    # (0.3 - 0.03) * 1 + 0.03 is 0.30000000000000004: the end of the warm-up, not max_lr
+    dict(max_lr=0.3, div_factor=10.0, total_steps=10, pct_start=0.3, anneal_strategy="linear"),
+    dict(max_lr=1.0, total_steps=10, pct_start=0.3, three_phase=True),
+    dict(max_lr=1.0, total_steps=10, pct_start=0.6, three_phase=True),  # third phase unused
+    dict(max_lr=1.0, total_steps=8, pct_start=0.25, div_factor=4.0, final_div_factor=0.5),
+], ids=["cos", "linear", "three-phase", "three-phase-pct-0.6", "small-divisors"])
+def test_onecycle_equals_torch_exactly_at_phase_boundaries(options):
+    """At a step where a phase ends, the lr is that phase's end value, computed as torch
+    does (the next phase's start value can differ in the last bit)."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = onecycle_curves(torch, options)
+    assert ours == theirs
+
+
+def test_onecycle_total_steps_limit_is_two_to_the_53():
+    S.OneCycleLR(two_group_optimizer(), max_lr=1.0, total_steps=2 ** 53)
+    assert_error(ValueError, lambda: S.OneCycleLR(two_group_optimizer(), max_lr=1.0,
+                                                  total_steps=2 ** 53 + 1),
+                 "OneCycleLR", "total_steps")
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(epochs=3), ValueError, ["OneCycleLR", "total_steps", "epochs", "steps_per_epoch"]),
+    (dict(steps_per_epoch=3), ValueError, ["OneCycleLR", "total_steps", "epochs"]),
+    (dict(epochs=0, steps_per_epoch=3), ValueError, ["OneCycleLR", "epochs"]),
+    (dict(epochs=3, steps_per_epoch=2.0), TypeError, ["OneCycleLR", "steps_per_epoch"]),
+    (dict(total_steps=10, max_lr=0.0), ValueError, ["OneCycleLR", "max_lr"]),
+    (dict(total_steps=10, max_lr=[1.0, 0.0]), ValueError, ["OneCycleLR", "max_lr[1]"]),
+    (dict(total_steps=10, three_phase="yes"), TypeError, ["OneCycleLR", "three_phase"]),
+    (dict(total_steps=10, final_div_factor=0.0), ValueError, ["OneCycleLR", "final_div_factor"]),
+    (dict(total_steps=10, max_lr=1e300, div_factor=1e-10), ValueError,
+     ["OneCycleLR", "max_lr / div_factor"]),
+    (dict(total_steps=10, max_lr=1e300, div_factor=1.0, final_div_factor=1e-10), ValueError,
+     ["OneCycleLR", "max_lr / div_factor / final_div_factor"]),
+    (dict(total_steps=10, pct_start=1.0), ValueError,
+     ["OneCycleLR", "pct_start=1", "change pct_start or use more steps"]),
+])
+def test_onecycle_argument_errors_name_the_argument(kwargs, error, words):
+    kwargs = {"max_lr": 1.0, **kwargs}
+    assert_error(error, lambda: S.OneCycleLR(two_group_optimizer(), **kwargs), *words)
+
+
+def test_onecycle_accepts_a_final_div_factor_below_one():
+    optimizer = two_group_optimizer()
+    S.OneCycleLR(optimizer, max_lr=1.0, total_steps=10, div_factor=4.0, final_div_factor=0.5)
+    assert optimizer.param_groups[0]["min_lr"] == 0.5
+
+
+@pytest.mark.parametrize("build", [
+    lambda o: S.StepLR(o, 2), lambda o: S.MultiStepLR(o, [2]), lambda o: S.ExponentialLR(o, 0.5),
+    lambda o: S.CosineAnnealingLR(o, 3), lambda o: S.LinearLR(o),
+    lambda o: S.LambdaLR(o, lambda step: 1.0), lambda o: S.PiecewiseLinearLR(o, [0], [1.0]),
+    lambda o: S.LinearWarmupDecayLR(o, 1, 3), lambda o: S.OneCycleLR(o, 1.0, total_steps=5),
+    lambda o: S.ReduceLROnPlateau(o),
+])
+def test_schedulers_refuse_what_is_not_an_optimizer(build):
+    with pytest.raises(TypeError) as info:
+        build([Param(np.zeros(2))])
+    words = str(info.value).split(":")[0]
+    assert words in S.__all__ and "list" in str(info.value)  # the class, what was given
+    probe = two_group_optimizer()
+    assert type(build(probe)).__name__ == words
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(cooldown=-1), ValueError, ["ReduceLROnPlateau", "cooldown"]),
+    (dict(cooldown=1.0), TypeError, ["ReduceLROnPlateau", "cooldown"]),
+    (dict(threshold=-0.1), ValueError, ["ReduceLROnPlateau", "threshold"]),
+    (dict(patience=-1), ValueError, ["ReduceLROnPlateau", "patience"]),
+    (dict(factor=1.0), ValueError, ["ReduceLROnPlateau", "factor"]),
+    (dict(mode="maximum"), ValueError, ["ReduceLROnPlateau", "mode"]),
+    (dict(min_lr=[0.1]), ValueError, ["ReduceLROnPlateau", "min_lr"]),
+])
+def test_plateau_argument_errors_name_the_argument(kwargs, error, words):
+    assert_error(error, lambda: S.ReduceLROnPlateau(two_group_optimizer(), **kwargs), *words)
+
+
+@pytest.mark.parametrize("options", [dict(patience=0, cooldown=2, factor=0.5),
+                                     dict(patience=2, cooldown=0, factor=0.5, mode="max"),
+                                     dict(patience=1, cooldown=1, threshold_mode="abs",
+                                          threshold=0.5, factor=0.5)])
+def test_plateau_equals_torch_from_the_first_step(options):
+    """A fresh scheduler has no bad epochs and no cooldown yet (torch's start)."""
+    torch = pytest.importorskip("torch")
+    fresh = S.ReduceLROnPlateau(two_group_optimizer(), **options).state_dict()
+    assert (fresh["num_bad_epochs"], fresh["cooldown_counter"], fresh["best"]) == (0, 0, None)
+    metrics = [1.0, 1.0, 2.0, 0.5, 0.5, 0.5, 3.0, 0.1, 0.1, 0.1]
+    ours = S.ReduceLROnPlateau(optim.SGD([Param(np.zeros(2))], lr=1.0), **options)
+    torch_optimizer = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=1.0)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(torch_optimizer, **options)
+    for metric in metrics:
+        ours.step(metric)
+        theirs.step(metric)
+        assert ours.get_last_lr() == [float(g["lr"]) for g in torch_optimizer.param_groups]
