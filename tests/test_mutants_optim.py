@@ -780,7 +780,9 @@ RESUMABLE = {
     "PiecewiseLinearLR": lambda o, e: S.PiecewiseLinearLR(o, [0, 3, 8], [0.1, 1.0, 0.0],
                                                           last_epoch=e),
     "LinearWarmupDecayLR": lambda o, e: S.LinearWarmupDecayLR(o, 2, 9, last_epoch=e),
+    "OneCycleLR": lambda o, e: S.OneCycleLR(o, [1.0, 0.5], total_steps=9, last_epoch=e),
 }
+GROUP_STATE = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 
 
 @pytest.mark.parametrize("name", RESUMABLE)
@@ -794,10 +796,11 @@ def test_scheduler_constructed_with_last_epoch_continues_the_schedule(name):
         scheduler.step()
     resumed_optimizer = two_group_optimizer()
     for group, saved in zip(resumed_optimizer.param_groups, optimizer.param_groups):
-        group["initial_lr"] = saved["initial_lr"]
+        group.update({key: saved[key] for key in GROUP_STATE if key in saved})
     resumed = build(resumed_optimizer, 3)
     assert resumed.last_epoch == scheduler.last_epoch == 4
     assert resumed.get_last_lr() == scheduler.get_last_lr()
+    assert group_settings(resumed_optimizer) == group_settings(optimizer)
 
 
 ZERO = 0.0
@@ -1012,12 +1015,26 @@ def test_onecycle_total_steps_limit_is_two_to_the_53():
      ["OneCycleLR", "max_lr / div_factor"]),
     (dict(total_steps=10, max_lr=1e300, div_factor=1.0, final_div_factor=1e-10), ValueError,
      ["OneCycleLR", "max_lr / div_factor / final_div_factor"]),
+    (dict(total_steps=10, cycle_momentum="yes"), TypeError, ["OneCycleLR", "cycle_momentum"]),
+    (dict(total_steps=10, max_momentum=-0.1), ValueError, ["OneCycleLR", "max_momentum"]),
+    (dict(total_steps=10, max_momentum=[0.9]), ValueError, ["OneCycleLR", "max_momentum"]),
+    (dict(total_steps=10, base_momentum="0.8"), TypeError, ["OneCycleLR", "base_momentum"]),
+    (dict(total_steps=10, base_momentum=[0.8, -1.0]), ValueError,
+     ["OneCycleLR", "base_momentum[1]"]),
     (dict(total_steps=10, pct_start=1.0), ValueError,
      ["OneCycleLR", "pct_start=1", "change pct_start or use more steps"]),
 ])
 def test_onecycle_argument_errors_name_the_argument(kwargs, error, words):
     kwargs = {"max_lr": 1.0, **kwargs}
     assert_error(error, lambda: S.OneCycleLR(two_group_optimizer(), **kwargs), *words)
+
+
+def test_onecycle_cycle_momentum_needs_momentum_or_betas():
+    assert_error(ValueError, lambda: S.OneCycleLR(optim.Adagrad([Param(np.zeros(2))]), 1.0,
+                                                  total_steps=10),
+                 "OneCycleLR", "pass cycle_momentum=False")
+    S.OneCycleLR(optim.Adagrad([Param(np.zeros(2))]), 1.0, total_steps=10,
+                 cycle_momentum=False)
 
 
 def test_onecycle_accepts_a_final_div_factor_below_one():
@@ -1072,3 +1089,40 @@ def test_plateau_equals_torch_from_the_first_step(options):
         ours.step(metric)
         theirs.step(metric)
         assert ours.get_last_lr() == [float(g["lr"]) for g in torch_optimizer.param_groups]
+
+
+# ====================================================================== update rules vs torch
+# weight_decay = 1 exactly and non-default eps: values a "!= 0" / keyword slip would skip
+TORCH_EDGE_CASES = [
+    ("SGD", dict(lr=0.1, weight_decay=1.0)),
+    ("SGD", dict(lr=0.1, momentum=0.5, weight_decay=1.0)),
+    ("Adam", dict(lr=0.1, weight_decay=1.0, eps=0.5)),
+    ("AdamW", dict(lr=0.1, weight_decay=1.0, eps=0.5)),
+    ("AdamW", dict(lr=0.1, eps=0.5, amsgrad=True)),
+    ("Adamax", dict(lr=0.1, weight_decay=1.0, eps=0.5)),
+    ("Adagrad", dict(lr=0.1, weight_decay=1.0, eps=0.5, lr_decay=1.0,
+                     initial_accumulator_value=1.0)),
+    ("RMSprop", dict(lr=0.1, weight_decay=1.0, eps=0.5, alpha=0.5, momentum=1.0)),
+    ("RMSprop", dict(lr=0.1, weight_decay=1.0, eps=0.5, centered=True)),
+    ("Adadelta", dict(lr=0.5, weight_decay=1.0, eps=0.5, rho=0.5)),
+]
+
+
+@pytest.mark.parametrize("name, options", TORCH_EDGE_CASES,
+                         ids=[f"{n}-{'-'.join(o)}" for n, o in TORCH_EDGE_CASES])
+def test_update_rules_equal_torch_at_edge_hyper_parameters(name, options):
+    torch = pytest.importorskip("torch")
+    generator = np.random.default_rng(10)
+    start = generator.standard_normal(4)
+    ours = Param(start.copy())
+    theirs = torch.tensor(start.copy(), requires_grad=True)
+    opt = getattr(optim, name)([ours], **options)
+    reference = getattr(torch.optim, name)([theirs], **options)
+    for _ in range(4):
+        grad = generator.standard_normal(4)
+        opt.zero_grad()
+        ours.grad += grad
+        theirs.grad = torch.from_numpy(grad.copy())
+        opt.step()
+        reference.step()
+        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
