@@ -823,6 +823,15 @@ ZERO = 0.0
     (lambda o: S.LinearWarmupDecayLR(o, 1, 0), ValueError,
      ["LinearWarmupDecayLR", "total_steps"]),
     (lambda o: S.LambdaLR(o, 5), TypeError, ["LambdaLR", "lr_lambda", "5 (int)"]),
+    (lambda o: S.PiecewiseLinearLR(o, 3, [1.0]), TypeError,
+     ["PiecewiseLinearLR", "milestones", "3 (int)"]),
+    (lambda o: S.PiecewiseLinearLR(o, [3], 1.0), TypeError,
+     ["PiecewiseLinearLR", "factors", "1.0 (float)"]),
+    (lambda o: S.PiecewiseLinearLR(o, [0, -3], [1.0, 0.5]), ValueError,
+     ["PiecewiseLinearLR", "milestones[1]"]),
+    (lambda o: S.PiecewiseLinearLR(o, [0, 3], [1.0, -0.5]), ValueError,
+     ["PiecewiseLinearLR", "factors[1]"]),
+    (lambda o: S.MultiStepLR(o, np.array([[2, 4]])), TypeError, ["MultiStepLR", "milestones"]),
     (lambda o: S.LambdaLR(o, lambda step: math.nan), ValueError, ["LambdaLR", "lr_lambda(0)"]),
     (lambda o: S.LambdaLR(o.param_groups, lambda step: 1.0), TypeError, ["LambdaLR", "list"]),
     (lambda o: S.ReduceLROnPlateau(o, eps=-1.0), ValueError, ["ReduceLROnPlateau", "eps"]),
@@ -954,6 +963,8 @@ def test_betas_must_be_a_pair_in_0_1(name, betas, error, words):
         assert build().param_groups[0]["betas"] == (0.9, 0.99)
         return
     assert_error(error, build, name, "in param group 0", *words)
+    groups = [{"params": [Param(np.zeros(2))]}, {"params": [Param(np.zeros(2))], "betas": betas}]
+    assert_error(error, lambda: getattr(optim, name)(groups), name, "in param group 1", *words)
 
 
 # ====================================================================== OneCycleLR, plateau
@@ -1067,6 +1078,8 @@ def test_schedulers_refuse_what_is_not_an_optimizer(build):
     (dict(factor=1.0), ValueError, ["ReduceLROnPlateau", "factor"]),
     (dict(mode="maximum"), ValueError, ["ReduceLROnPlateau", "mode"]),
     (dict(min_lr=[0.1]), ValueError, ["ReduceLROnPlateau", "min_lr"]),
+    (dict(min_lr=-0.1), ValueError, ["ReduceLROnPlateau", "min_lr"]),
+    (dict(min_lr=[0.1, -0.1]), ValueError, ["ReduceLROnPlateau", "min_lr[1]"]),
 ])
 def test_plateau_argument_errors_name_the_argument(kwargs, error, words):
     assert_error(error, lambda: S.ReduceLROnPlateau(two_group_optimizer(), **kwargs), *words)
@@ -1126,3 +1139,145 @@ def test_update_rules_equal_torch_at_edge_hyper_parameters(name, options):
         opt.step()
         reference.step()
         np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_milestones_and_factors_may_be_1d_arrays():
+    as_list = S.PiecewiseLinearLR(two_group_optimizer(), [0, 2, 5], [0.5, 1.0, 0.1])
+    as_array = S.PiecewiseLinearLR(two_group_optimizer(), np.array([0, 2, 5]),
+                                   np.array([0.5, 1.0, 0.1]))
+    steps = S.MultiStepLR(two_group_optimizer(), np.array([4, 2]), gamma=0.5)
+    assert steps.milestones == [2, 4]
+    for _ in range(6):
+        as_list.step()
+        as_array.step()
+        assert as_array.get_last_lr() == as_list.get_last_lr()
+
+
+@pytest.mark.parametrize("key, value, error", [
+    ("last_epoch", -2, ValueError), ("last_epoch", 1.0, TypeError),
+    ("last_lr", [0.1], ValueError), ("base_lrs", [0.1, 0.1, 0.1], ValueError),
+    ("base_lrs", [0.1, "0.1"], TypeError),
+])
+def test_scheduler_base_state_errors_name_the_entry(key, value, error):
+    scheduler = S.StepLR(two_group_optimizer(), 2)
+    state = scheduler.state_dict()
+    before = copy.deepcopy(state)
+    state[key] = value
+    assert_error(error, lambda: scheduler.load_state_dict(state), "StepLR.load_state_dict", key)
+    assert scheduler.state_dict() == before
+
+
+@pytest.mark.parametrize("key, error, words", [
+    (True, TypeError, ["load_state_dict", "True (bool)"]),
+    (1.0, TypeError, ["load_state_dict", "1.0 (float)"]),
+    ("x", TypeError, ["load_state_dict", "'x' (str)"]),
+    (5, ValueError, ["Adam.load_state_dict", "5"]),
+])
+def test_optimizer_state_keys_must_be_parameter_indices(key, error, words):
+    _, opt = stepped_adam()
+    state = opt.state_dict()
+    state["state"] = {key: state["state"][0]}
+    assert_error(error, lambda: opt.load_state_dict(state), *words)
+
+
+# ====================================================================== optimizer state vs torch
+@pytest.mark.parametrize("name, options", TORCH_EDGE_CASES,
+                         ids=[f"{n}-{'-'.join(o)}" for n, o in TORCH_EDGE_CASES])
+def test_optimizer_state_equals_torchs(name, options):
+    """Same entries (names, step count, buffers) as torch.optim keeps, after 3 steps."""
+    torch = pytest.importorskip("torch")
+    generator = np.random.default_rng(11)
+    start = generator.standard_normal(3)
+    ours = Param(start.copy())
+    theirs = torch.tensor(start.copy(), requires_grad=True)
+    opt = getattr(optim, name)([ours], **options)
+    reference = getattr(torch.optim, name)([theirs], **options)
+    for _ in range(3):
+        grad = generator.standard_normal(3)
+        opt.zero_grad()
+        ours.grad += grad
+        theirs.grad = torch.from_numpy(grad.copy())
+        opt.step()
+        reference.step()
+    mine = opt.state_dict()["state"].get(0, {})  # plain SGD keeps nothing
+    expected = {key: value for key, value in reference.state_dict()["state"].get(0, {}).items()
+                if value is not None}
+    assert sorted(mine) == sorted(expected)
+    for key, value in expected.items():
+        if key == "step":
+            assert mine[key] == int(value) == 3
+        else:
+            np.testing.assert_allclose(mine[key], value.numpy(), rtol=1e-12, atol=1e-15,
+                                       err_msg=key)
+
+
+def rmsprop_reference(start, grads, switch, lr=0.1, alpha=0.9, eps=1e-8, momentum=0.5):
+    """RMSprop in float64 with momentum and centering switched on after ``switch`` steps;
+    their buffers start at zero then (the docstring's rule)."""
+    p, v = start.copy(), np.zeros_like(start)
+    g_avg, b = np.zeros_like(start), np.zeros_like(start)
+    for t, g in enumerate(grads):
+        on = t >= switch
+        v = alpha * v + (1 - alpha) * g * g
+        if on:
+            g_avg = alpha * g_avg + (1 - alpha) * g
+            d = np.sqrt(v - g_avg * g_avg) + eps
+            b = momentum * b + g / d
+            p = p - lr * b
+        else:
+            p = p - lr * g / (np.sqrt(v) + eps)
+    return p, v, g_avg, b
+
+
+def test_rmsprop_momentum_and_centering_switched_on_later_start_from_zero():
+    generator = np.random.default_rng(12)
+    start, grads = generator.standard_normal(3), generator.standard_normal((5, 3))
+    param = Param(start.copy())
+    opt = optim.RMSprop([param], lr=0.1, alpha=0.9)
+    for t, grad in enumerate(grads):
+        if t == 2:
+            opt.param_groups[0].update(momentum=0.5, centered=True)
+        opt.zero_grad()
+        param.grad += grad
+        opt.step()
+    p, v, g_avg, b = rmsprop_reference(start, grads, switch=2)
+    state = opt.state_dict()["state"][0]
+    assert state["step"] == 5
+    np.testing.assert_allclose(param.data, p, rtol=1e-12)
+    for key, expected in [("square_avg", v), ("grad_avg", g_avg), ("momentum_buffer", b)]:
+        np.testing.assert_allclose(state[key], expected, rtol=1e-12, err_msg=key)
+
+
+def test_sgd_momentum_and_adam_amsgrad_switched_on_later():
+    """SGD's buffer starts as the gradient at its first use, AMSGrad's max at zero."""
+    generator = np.random.default_rng(13)
+    start, grads = generator.standard_normal(3), generator.standard_normal((4, 3))
+    sgd_param, adam_param = Param(start.copy()), Param(start.copy())
+    sgd = optim.SGD([sgd_param], lr=0.1)
+    adam = optim.Adam([adam_param], lr=0.1)
+    p, buffer = start.copy(), None
+    m, v, v_max = np.zeros(3), np.zeros(3), np.zeros(3)
+    q = start.copy()
+    for t, grad in enumerate(grads, start=1):
+        if t == 3:
+            sgd.param_groups[0]["momentum"] = 0.9
+            adam.param_groups[0]["amsgrad"] = True
+        for opt, param in ((sgd, sgd_param), (adam, adam_param)):
+            opt.zero_grad()
+            param.grad += grad
+            opt.step()
+        if t >= 3:
+            buffer = grad.copy() if buffer is None else 0.9 * buffer + grad
+            p = p - 0.1 * buffer
+        else:
+            p = p - 0.1 * grad
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        if t >= 3:
+            v_max = np.maximum(v_max, v)
+        used = v_max if t >= 3 else v
+        q = q - 0.1 / (1 - 0.9 ** t) * m / (np.sqrt(used) / np.sqrt(1 - 0.999 ** t) + 1e-8)
+    np.testing.assert_allclose(sgd_param.data, p, rtol=1e-12)
+    np.testing.assert_allclose(adam_param.data, q, rtol=1e-12)
+    np.testing.assert_allclose(adam.state_dict()["state"][0]["max_exp_avg_sq"], v_max,
+                               rtol=1e-12)
