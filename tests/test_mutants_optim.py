@@ -1281,3 +1281,125 @@ def test_sgd_momentum_and_adam_amsgrad_switched_on_later():
     np.testing.assert_allclose(adam_param.data, q, rtol=1e-12)
     np.testing.assert_allclose(adam.state_dict()["state"][0]["max_exp_avg_sq"], v_max,
                                rtol=1e-12)
+
+
+# ====================================================================== scheduler stepping
+def test_scheduler_overflow_is_a_value_error_and_changes_nothing():
+    optimizer = two_group_optimizer()
+    scheduler = S.ExponentialLR(optimizer, gamma=1e100)  # 1e100 ** 4 overflows a float
+    for _ in range(3):
+        scheduler.step()
+    before = (scheduler.last_epoch, scheduler.get_last_lr(), group_settings(optimizer))
+    assert_error(ValueError, scheduler.step, "ExponentialLR", "the lr overflows at step 4",
+                 "check gamma and the schedule's length")
+    assert (scheduler.last_epoch, scheduler.get_last_lr(), group_settings(optimizer)) == before
+
+
+def test_scheduler_non_finite_lr_names_group_and_step_and_changes_nothing():
+    optimizer = two_group_optimizer()
+    optimizer.param_groups[1]["lr"] = 10.0
+    scheduler = S.ExponentialLR(optimizer, gamma=1e77)  # 10 * 1e308 = inf at step 4
+    for _ in range(3):
+        scheduler.step()
+    before = (scheduler.last_epoch, scheduler.get_last_lr(), group_settings(optimizer))
+    assert_error(ValueError, scheduler.step, "ExponentialLR", "the lr of param group 1 at step 4")
+    assert (scheduler.last_epoch, scheduler.get_last_lr(), group_settings(optimizer)) == before
+
+
+def test_resuming_without_initial_lr_says_what_to_do():
+    assert_error(ValueError, lambda: S.StepLR(two_group_optimizer(), 2, last_epoch=3), "StepLR",
+                 "param group 0", "start with last_epoch=-1")
+
+
+def test_scheduler_foreign_state_lists_missing_and_unexpected_keys():
+    scheduler = S.StepLR(two_group_optimizer(), 2)
+    state = scheduler.state_dict()
+    state["bogus"] = state.pop("gamma")
+    assert_error(ValueError, lambda: scheduler.load_state_dict(state), "StepLR.load_state_dict",
+                 "missing keys: ['gamma']", "unexpected keys: ['bogus']",
+                 "was it saved by another scheduler?")
+    del state["bogus"]
+    assert_error(ValueError, lambda: scheduler.load_state_dict(state),
+                 "missing keys: ['gamma']", "unexpected keys: none")
+    state.update(gamma=0.5, bogus=1)
+    assert_error(ValueError, lambda: scheduler.load_state_dict(state),
+                 "missing keys: none", "unexpected keys: ['bogus']")
+    assert_error(TypeError, lambda: scheduler.load_state_dict(5), "StepLR.load_state_dict",
+                 "5 (int)")
+
+
+@pytest.mark.parametrize("build, key, value, error, words", [
+    (lambda o: S.MultiStepLR(o, [2]), "milestones", [2, -1], ValueError, ["milestones[1]"]),
+    (lambda o: S.MultiStepLR(o, [2]), "milestones", "2", TypeError, ["milestones", "'2' (str)"]),
+    (lambda o: S.StepLR(o, 2), "gamma", 0.0, ValueError, ["gamma"]),
+    (lambda o: S.ExponentialLR(o, 0.5), "gamma", -1.0, ValueError, ["gamma"]),
+    (lambda o: S.CosineAnnealingLR(o, 3), "eta_min", -0.1, ValueError, ["eta_min"]),
+    (lambda o: S.CosineAnnealingLR(o, 3), "T_max", 0, ValueError, ["T_max"]),
+    (lambda o: S.PiecewiseLinearLR(o, [0], [1.0]), "factors", [-1.0], ValueError,
+     ["factors[0]"]),
+])
+def test_scheduler_setting_errors_on_load_name_the_entry(build, key, value, error, words):
+    scheduler = build(two_group_optimizer())
+    state = scheduler.state_dict()
+    state[key] = value
+    assert_error(error, lambda: scheduler.load_state_dict(state),
+                 f"{type(scheduler).__name__}.load_state_dict", *words)
+
+
+def test_plateau_zero_threshold_and_eps_round_trip():
+    scheduler = S.ReduceLROnPlateau(two_group_optimizer(), threshold=0.0, eps=0.0)
+    twin = S.ReduceLROnPlateau(two_group_optimizer())
+    twin.load_state_dict(scheduler.state_dict())
+    assert (twin.threshold, twin.eps) == (0.0, 0.0)
+
+
+# ====================================================================== optimizer groups and step
+def three_groups():
+    params = [Param(np.full(2, float(i))) for i in range(4)]
+    return params, optim.Adam([{"params": params[:1]}, {"params": params[1:3], "lr": 0.01},
+                               {"params": params[3:]}], betas=(0.8, 0.9))
+
+
+def test_optimizer_state_dict_numbers_parameters_across_groups_and_lists_tuples():
+    """Indices continue from group to group (as torch); tuples become lists (JSON)."""
+    _, opt = three_groups()
+    groups = opt.state_dict()["param_groups"]
+    assert [group["params"] for group in groups] == [[0], [1, 2], [3]]
+    assert all(type(group["betas"]) is list for group in groups)
+    assert json.loads(json.dumps(groups)) == groups
+
+
+def test_optimizer_skips_params_without_grad_and_checks_grad_shapes():
+    params, opt = three_groups()
+    params[1].grad = None
+    for param in (params[0], params[2], params[3]):
+        param.grad[...] = 1.0
+    opt.step()
+    np.testing.assert_array_equal(params[1].data, [1.0, 1.0])  # no grad: unchanged
+    assert params[2].data[0] < 2.0  # the next parameter of the same group still moves
+    assert params[3].data[0] < 3.0
+    params[3].grad = np.zeros(3)
+    assert_error(RuntimeError, opt.step, "Adam", "(3,)")
+
+
+@pytest.mark.parametrize("change, error, words", [
+    (lambda s: s.update(state=[1]), ValueError, ["Adam.load_state_dict", "state"]),
+    (lambda s: s.update(param_groups={}), ValueError, ["Adam.load_state_dict", "param_groups"]),
+    (lambda s: s["param_groups"].__setitem__(1, 5), ValueError,
+     ["Adam.load_state_dict", "param group 1", "5 (int)"]),
+    (lambda s: s["param_groups"][2].update(lr=-1.0), ValueError,
+     ["Adam", "lr", "in param group 2"]),
+    (lambda s: s["state"].update({1: [1.0]}), TypeError,
+     ["Adam.load_state_dict", "parameter 1", "[1.0] (list)"]),
+    (lambda s: s["state"].update({2: {"step": 1}}), ValueError,
+     ["Adam.load_state_dict", "parameter 2", "exp_avg"]),
+])
+def test_optimizer_load_errors_name_the_group_or_parameter(change, error, words):
+    params, opt = three_groups()
+    for param in params:
+        param.grad[...] = 1.0
+    opt.step()
+    state = opt.state_dict()
+    change(state)
+    assert_error(error, lambda: opt.load_state_dict(state), *words)
+    assert_error(TypeError, lambda: opt.load_state_dict(5), "Adam.load_state_dict", "5 (int)")
