@@ -1403,3 +1403,50 @@ def test_optimizer_load_errors_name_the_group_or_parameter(change, error, words)
     change(state)
     assert_error(error, lambda: opt.load_state_dict(state), *words)
     assert_error(TypeError, lambda: opt.load_state_dict(5), "Adam.load_state_dict", "5 (int)")
+
+
+# ====================================================================== optimizer construction
+def test_optimizer_construction_errors_say_what_was_given():
+    model = L.Linear(2, 2)
+    assert_error(TypeError, lambda: optim.SGD(model, lr=0.1), "SGD",
+                 "pass model.parameters()")
+    assert_error(TypeError, lambda: optim.Adam(5), "Adam", "5 (int)")
+    assert_error(TypeError, lambda: optim.Adam([{"params": [Param(np.zeros(2)), 3]}]),
+                 "Adam", "param group 0", "int")
+    opt = optim.Adam([Param(np.zeros(2))])
+    assert_error(TypeError, lambda: opt.add_param_group(5), "Adam", "int")
+    assert_error(ValueError, lambda: opt.add_param_group({"params": opt.param_groups[0]["params"]}),
+                 "Adam", "param group 1", "each parameter must belong to exactly one group")
+    assert_error(ValueError, lambda: optim.SGD([Param(np.zeros(2))]), "SGD", "'lr'",
+                 "(it has no default)")
+
+
+def test_optimizer_unknown_group_keys_list_each_name():
+    param = Param(np.zeros(2))
+    assert_error(ValueError, lambda: optim.SGD([{"params": [param], "lrr": 0.1, "foo": 1}],
+                                               lr=0.1),
+                 "SGD", "foo", "lrr", "param group 0", "lr", "momentum", "dampening",
+                 "nesterov", "weight_decay")
+
+
+def test_optimizer_takes_a_single_param_and_keeps_group_names():
+    first, second = Param(np.zeros(2)), Param(np.zeros(3))
+    opt = optim.SGD(first, lr=0.1)
+    opt.add_param_group({"params": second, "name": "biases", "lr": 0.5})
+    assert [group["params"] for group in opt.param_groups] == [[first], [second]]
+    assert opt.param_groups[1]["name"] == "biases"
+    assert "name" not in opt.param_groups[0]
+
+
+@pytest.mark.parametrize("lr", [np.array(0.5), np.float32(0.5), np.float64(0.5), 0.5])
+def test_numpy_hyper_parameters_become_python_floats(lr):
+    """So that float32 parameters stay float32 and the state stays JSON-serialisable."""
+    param = Param(np.ones(2, np.float32))
+    opt = optim.SGD([param], lr=lr, momentum=np.array(0.5))
+    group = opt.param_groups[0]
+    assert type(group["lr"]) is float and type(group["momentum"]) is float
+    param.grad[...] = 1.0
+    opt.step()
+    assert param.data.dtype == np.float32
+    np.testing.assert_array_equal(param.data, [0.5, 0.5])
+    json.dumps(opt.state_dict()["param_groups"])
