@@ -1409,7 +1409,7 @@ def test_optimizer_load_errors_name_the_group_or_parameter(change, error, words)
 def test_optimizer_construction_errors_say_what_was_given():
     model = L.Linear(2, 2)
     assert_error(TypeError, lambda: optim.SGD(model, lr=0.1), "SGD",
-                 "pass model.parameters()")
+                 "got a Module; pass model.parameters()")
     assert_error(TypeError, lambda: optim.Adam(5), "Adam", "5 (int)")
     assert_error(TypeError, lambda: optim.Adam([{"params": [Param(np.zeros(2)), 3]}]),
                  "Adam", "param group 0", "int")
