@@ -68,9 +68,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     ``total = || (||g_1||, ..., ||g_k||) ||``, the ``norm_type``-norm of every gradient
     entry as one vector (``math.inf``: the largest |entry|). Every grad is multiplied
     in place by ``min(1, max_norm / (total + 1e-6))``, which keeps its direction.
-    Returns ``total`` (the norm before clipping) as a float. A NaN or infinite total
-    leaves the grads as they are (scaling an infinite entry by 0 gives NaN); with
-    ``error_if_nonfinite`` it raises RuntimeError instead.
+    Returns ``total`` (the norm before clipping) as a float. A NaN total leaves the
+    grads as they are; an infinite one scales them by 0 (as torch: infinite entries
+    become NaN, without a warning); with ``error_if_nonfinite`` a NaN or infinite total
+    raises RuntimeError instead.
     """
     owner = "clip_grad_norm_"
     params = _params(parameters, owner)
@@ -87,9 +88,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         raise RuntimeError(f"{owner}: the total norm of the gradients is {total}; set "
                            "error_if_nonfinite=False to clip anyway")
     scale = min(1.0, max_norm / (total + 1e-6))
-    if scale < 1.0 and math.isfinite(total):
-        for param in params:
-            param.grad *= scale
+    if scale < 1.0:
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN is the documented result
+            for param in params:
+                param.grad *= scale
     return total
 
 

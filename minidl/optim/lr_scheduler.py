@@ -481,17 +481,19 @@ class OneCycleLR(LRScheduler):
                 isinstance(p, dict) and set(p) == {"end_step", *names} for p in phases):
             raise ValueError(f"{where}: 'phases' must be 2 or 3 dicts with keys end_step, "
                              f"{', '.join(names)}; got {checks.describe(phases)}")
-        needed = {"initial_lr", "max_lr", "min_lr"}
-        if state["cycle_momentum"]:
-            needed |= {"max_momentum", "base_momentum"}
+        lr_keys = {"initial_lr", "max_lr", "min_lr"}
+        momentum_keys = {"max_momentum", "base_momentum"} if state["cycle_momentum"] else set()
+        needed = lr_keys | momentum_keys
         state["phases"] = []
         for i, phase in enumerate(phases):
             checked = {"end_step": checks.real_number(phase["end_step"],
                                                       f"phases[{i}].end_step", where)}
             for name in names:
-                if phase[name] not in needed and (state["cycle_momentum"] or "lr" in name):
+                # an lr entry names an lr key, a momentum entry (if used) a momentum key
+                allowed = lr_keys if "lr" in name else momentum_keys
+                if phase[name] not in allowed and (state["cycle_momentum"] or "lr" in name):
                     raise ValueError(f"{where}: phases[{i}].{name} must name one of "
-                                     f"{sorted(needed)}, got {checks.describe(phase[name])}")
+                                     f"{sorted(allowed)}, got {checks.describe(phase[name])}")
                 checked[name] = phase[name]
             state["phases"].append(checked)
         for i, group in enumerate(self.optimizer.param_groups):
