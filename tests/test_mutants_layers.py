@@ -1,0 +1,236 @@
+"""Contracts of the layers that mutation testing (issue 12) found unpinned.
+
+SyncBatchNorm's own multi-rank tests run under ``mpiexec`` in subprocesses (see
+tests/test_distributed.py), where a mutation-testing tool cannot see them. Here a world of
+``k`` ranks is simulated in-process: ``k`` threads, each holding its own SyncBatchNorm and
+its own shard of the batch, meet in an all-reduce that sums their arrays through a
+barrier. The result must be BatchNorm on the whole batch: the same outputs, dx, running
+statistics on every rank, and parameter gradients whose sum over the ranks is BatchNorm's.
+"""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import minidl
+from minidl import distributed
+from minidl import layers as L
+
+stateless = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------------------- SyncBatchNorm
+class ThreadWorld:
+    """``size`` ranks as threads; ``all_reduce`` reduces over them like MPI's Allreduce."""
+
+    def __init__(self, size):
+        self.size = size
+        self.barrier = threading.Barrier(size, timeout=30)
+        self.slots = [None] * size
+        self.local = threading.local()
+        self.calls = []  # (rank, op, dtype) of every all-reduce, in order
+
+    def all_reduce(self, x, op="sum"):
+        if op not in distributed.OPS:
+            raise ValueError(f"all_reduce: unknown op {op!r}")
+        rank = self.local.rank
+        self.calls.append((rank, op, x.dtype))
+        self.slots[rank] = x.copy()
+        self.barrier.wait()
+        shapes = {slot.shape for slot in self.slots}
+        assert len(shapes) == 1, f"ranks all-reduce different shapes {shapes}"
+        stack = np.stack(self.slots)
+        reduced = {"sum": stack.sum(0), "mean": stack.mean(0), "max": stack.max(0),
+                   "min": stack.min(0)}[op]
+        self.barrier.wait()  # every rank has read every slot before any is overwritten
+        x[...] = reduced
+        return x
+
+    def run(self, work, *per_rank):
+        """``work(rank, *args)`` on every rank at once; its results, or the first error."""
+        results, errors = [None] * self.size, [None] * self.size
+
+        def main(rank):
+            self.local.rank = rank
+            try:
+                results[rank] = work(rank, *(args[rank] for args in per_rank))
+            except BaseException as error:  # noqa: B036 - handed to the caller below
+                errors[rank] = error
+                self.barrier.abort()
+
+        threads = [threading.Thread(target=main, args=(r,)) for r in range(self.size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        first = [e for e in errors if e is not None and
+                 not isinstance(e, threading.BrokenBarrierError)] or [e for e in errors if e]
+        if first:
+            raise first[0]
+        return results
+
+
+@pytest.fixture
+def world(monkeypatch):
+    def make(size):
+        fake = ThreadWorld(size)
+        monkeypatch.setattr(distributed, "all_reduce", fake.all_reduce)
+        return fake
+    return make
+
+
+def random_bn(kind, channels, mode, seed, eps, momentum):
+    layer = kind(channels, eps=eps, momentum=momentum, affine=mode != "no_affine",
+                 weight=mode != "no_scale")
+    draw = np.random.default_rng(seed)
+    for param in layer.parameters():
+        param.data[...] = draw.uniform(0.5, 2.0, channels)
+    layer.running_mean[...] = draw.standard_normal(channels)
+    layer.running_var[...] = draw.uniform(0.5, 2.0, channels)
+    return layer
+
+
+@stateless
+@given(dims=st.sampled_from([1, 2]), sizes=st.lists(st.integers(0, 3), min_size=1, max_size=3),
+       c=st.integers(1, 3), hw=st.sampled_from([(1, 1), (2, 3), (3, 1)]),
+       mode=st.sampled_from(["affine", "no_scale", "no_affine"]), training=st.booleans(),
+       eps=st.sampled_from([1e-5, 0.3]), momentum=st.sampled_from([0.1, 0.7]),
+       seed=st.integers(0, 2**16))
+def test_sync_batchnorm_over_k_ranks_is_batchnorm_on_the_whole_batch(
+        world, dims, sizes, c, hw, mode, training, eps, momentum, seed):
+    """Any split of the batch over 1-3 ranks (empty shards included), train and eval,
+    each BatchNorm variant: outputs, dx, grads summed over ranks, running statistics."""
+    minidl.set_default_dtype(np.float64)
+    spatial = hw if dims == 2 else ()
+    if training and sum(sizes) * int(np.prod(spatial)) == 1:
+        sizes = sizes + [1]  # one value per channel is an error (tested below)
+    kinds = {1: (L.SyncBatchNorm1d, L.BatchNorm1d), 2: (L.SyncBatchNorm2d, L.BatchNorm2d)}
+    sync_kind, plain_kind = kinds[dims]
+    fake = world(len(sizes))
+    rng = np.random.default_rng([seed, 0])
+    shards = [rng.standard_normal((n, c) + spatial) * 2 + 1 for n in sizes]
+    dys = [rng.standard_normal((n, c) + spatial) for n in sizes]
+    layers = [random_bn(sync_kind, c, mode, seed, eps, momentum).train(training)
+              for _ in sizes]
+    plain = random_bn(plain_kind, c, mode, seed, eps, momentum).train(training)
+
+    def step(rank, layer, x, dy):
+        return layer(x), layer.backward(dy)
+
+    for repeat in (1, 2):  # a second step: statistics move on, gradients accumulate
+        outputs = fake.run(step, layers, shards, dys)
+        y = plain(np.concatenate(shards))
+        dx = plain.backward(np.concatenate(dys))
+        np.testing.assert_allclose(np.concatenate([o[0] for o in outputs]), y,
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.concatenate([o[1] for o in outputs]), dx,
+                                   rtol=1e-10, atol=1e-12)
+        for out, x in zip(outputs, shards):
+            assert out[0].shape == out[1].shape == x.shape
+            assert out[0].dtype == out[1].dtype == np.float64
+        for layer in layers:
+            for name, value in plain.state_dict().items():
+                np.testing.assert_allclose(layer.state_dict()[name], value, rtol=1e-12,
+                                           atol=1e-12, err_msg=name)
+        for index, param in enumerate(plain.parameters()):
+            total = sum(layer.parameters()[index].grad for layer in layers)
+            np.testing.assert_allclose(total, param.grad, rtol=1e-10, atol=1e-12)
+    # every all-reduce is a sum, the same sequence on each rank
+    ops = [[(op, dtype) for r, op, dtype in fake.calls if r == rank] for rank in
+           range(len(sizes))]
+    assert all(o == ops[0] for o in ops) and {op for op, _ in ops[0]} <= {"sum"}
+
+
+@pytest.mark.parametrize("kind, shapes", [
+    (L.SyncBatchNorm1d, [(1, 3), (0, 3)]),
+    (L.SyncBatchNorm1d, [(1, 3)]),
+    (L.SyncBatchNorm2d, [(0, 3, 1, 1), (1, 3, 1, 1), (0, 3, 1, 1)]),
+])
+def test_sync_batchnorm_one_value_per_channel_over_all_ranks_is_an_error(world, kind, shapes):
+    fake = world(len(shapes))
+    layers = [kind(3) for _ in shapes]
+    before = [layer.state_dict() for layer in layers]
+    with pytest.raises(ValueError) as error:
+        fake.run(lambda rank, layer, shape: layer(np.ones(shape, np.float32)), layers, shapes)
+    message = str(error.value)
+    assert kind.__name__ in message and "more than 1 value per channel" in message
+    assert "got 1" in message and ".eval()" in message
+    for layer, state in zip(layers, before):  # nothing was updated
+        for name, value in layer.state_dict().items():
+            assert np.array_equal(value, state[name]), name
+    # the same shapes in eval mode are fine
+    for layer in layers:
+        layer.eval()
+    fake.run(lambda rank, layer, shape: layer(np.ones(shape, np.float32)), layers, shapes)
+
+
+def test_sync_batchnorm_two_values_per_channel_train():
+    """m = 2 is the smallest batch that trains (the unbiased variance has m - 1 = 1)."""
+    for sync, plain, shape in ((L.SyncBatchNorm1d(2), L.BatchNorm1d(2), (2, 2)),
+                               (L.SyncBatchNorm2d(2), L.BatchNorm2d(2), (1, 2, 1, 2))):
+        x = np.arange(4, dtype=np.float32).reshape(shape)
+        np.testing.assert_allclose(sync(x), plain(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(sync.running_var, plain.running_var, rtol=1e-6)
+
+
+def test_sync_batchnorm_float32_stays_float32(world):
+    fake = world(2)
+    layers = [L.SyncBatchNorm2d(3) for _ in range(2)]
+    shards = [np.random.default_rng(r).standard_normal((2, 3, 2, 2)).astype(np.float32)
+              for r in range(2)]
+    outputs = fake.run(lambda rank, layer, x: (layer(x), layer.backward(x)), layers, shards)
+    for y, dx in outputs:
+        assert y.dtype == dx.dtype == np.float32
+    for layer in layers:
+        assert layer.running_mean.dtype == layer.running_var.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------- convert_sync_batchnorm
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine, weight", [(True, True), (True, False), (False, True)])
+def test_convert_sync_batchnorm_keeps_every_setting(training, affine, weight):
+    bn1 = L.BatchNorm1d(5, eps=0.25, momentum=0.6, affine=affine, weight=weight)
+    bn2 = L.BatchNorm2d(4, eps=0.125, momentum=0.3, affine=affine, weight=weight)
+    for bn in (bn1, bn2):
+        bn.running_mean[...] = np.arange(bn.num_features)
+        bn.running_var[...] = 1 + np.arange(bn.num_features)
+    residual = L.Residual(bn2)  # a container that reads its child by attribute
+    model = L.Sequential(L.Conv2d(2, 4, 3, padding=1), residual, L.ReLU(), L.Flatten(),
+                         L.Linear(36, 5), bn1).train(training)
+    keys, params = list(model.state_dict()), model.parameters()
+    state = model.state_dict()
+    converted = L.convert_sync_batchnorm(model)
+    assert converted is model
+    assert [type(m).__name__ for m in model] == [
+        "Conv2d", "Residual", "ReLU", "Flatten", "Linear", "SyncBatchNorm1d"]
+    assert type(residual.body) is L.SyncBatchNorm2d
+    assert residual.body is residual.children()[0]
+    assert model[5] is model._modules["5"] is getattr(model, "5")
+    for old, new in ((bn1, model[5]), (bn2, residual.body)):
+        assert (new.num_features, new.eps, new.momentum, new.affine, new.learn_scale) == (
+            old.num_features, old.eps, old.momentum, old.affine, old.learn_scale)
+        assert new.weight is old.weight and new.bias is old.bias
+        assert new.running_mean is old.running_mean and new.running_var is old.running_var
+        assert new.training is training
+        assert list(new._buffers) == ["running_mean", "running_var"]
+    assert list(model.state_dict()) == keys
+    assert all(a is b for a, b in zip(model.parameters(), params))
+    for name, value in model.state_dict().items():
+        assert np.array_equal(value, state[name]), name
+    x = np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32)
+    assert model(x).shape == (4, 5)
+
+
+def test_convert_sync_batchnorm_of_a_bare_layer():
+    for kind, twin in ((L.BatchNorm1d, L.SyncBatchNorm1d), (L.BatchNorm2d, L.SyncBatchNorm2d)):
+        bn = kind(3, momentum=0.2).eval()
+        converted = L.convert_sync_batchnorm(bn)
+        assert type(converted) is twin and converted.momentum == 0.2
+        assert not converted.training and converted.weight is bn.weight
+    # already synchronised, or no BatchNorm at all: the same object back, unchanged
+    for layer in (L.SyncBatchNorm2d(3), L.Linear(2, 3), L.Sequential(L.SyncBatchNorm1d(2))):
+        children = layer.children()
+        assert L.convert_sync_batchnorm(layer) is layer
+        assert all(a is b for a, b in zip(layer.children(), children))
