@@ -11,14 +11,17 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 import minidl
 from minidl import distributed
 from minidl import layers as L
 
+# No shrinking: a failing example is reported as drawn, so that a mutation-testing run
+# (one test run per mutant) sees a failure in seconds instead of a long shrink.
 stateless = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                            HealthCheck.too_slow])
+                                            HealthCheck.too_slow],
+                     phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 # ---------------------------------------------------------------------------- SyncBatchNorm
@@ -27,7 +30,7 @@ class ThreadWorld:
 
     def __init__(self, size):
         self.size = size
-        self.barrier = threading.Barrier(size, timeout=30)
+        self.barrier = threading.Barrier(size, timeout=5)
         self.slots = [None] * size
         self.local = threading.local()
         self.calls = []  # (rank, op, dtype) of every all-reduce, in order
