@@ -237,3 +237,76 @@ def test_convert_sync_batchnorm_of_a_bare_layer():
         children = layer.children()
         assert L.convert_sync_batchnorm(layer) is layer
         assert all(a is b for a, b in zip(layer.children(), children))
+
+
+# ---------------------------------------------------------------------------- repr and macs
+REPR_CASES = [
+    (L.ReLU, (), {}), (L.LeakyReLU, (0.2,), {}), (L.ELU, (), {"alpha": 0.5}),
+    (L.GELU, (), {}), (L.GELU, ("tanh",), {}), (L.Softmax, (), {"axis": 1}),
+    (L.Sigmoid, (), {}), (L.Tanh, (), {}), (L.Dropout, (0.25,), {}), (L.Dropout, (), {}),
+    (L.Linear, (3, 4), {}), (L.Linear, (3, 4), {"bias": False}),
+    (L.Conv2d, (1, 2, 3), {}),
+    (L.Conv2d, (4, 6, (3, 2)), {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2),
+                                "groups": 2, "bias": False}),
+    (L.Conv2d, (2, 2, 3), {"dilation": 2}), (L.Conv2d, (2, 4, 1), {"groups": 2}),
+    (L.BatchNorm1d, (3,), {}), (L.BatchNorm1d, (3,), {"eps": 0.01, "momentum": 0.2, "weight": False}),
+    (L.BatchNorm2d, (3,), {"affine": False}), (L.BatchNorm2d, (3,), {"affine": False, "weight": False}),
+    (L.SyncBatchNorm2d, (2,), {"weight": False}),
+    (L.MaxPool2d, (3,), {"stride": 2, "padding": 1}), (L.AvgPool2d, ((2, 3),), {}),
+    (L.GlobalAvgPool2d, (), {}), (L.GlobalMaxPool2d, (), {}), (L.Flatten, (), {}),
+    (L.Identity, (), {}),
+]
+
+
+def settings_of(layer):
+    """Every plain setting of a layer (no arrays, parameters or caches) and its parameters'
+    names and shapes."""
+    plain = {name: value for name, value in vars(layer).items() if not name.startswith("_")
+             and isinstance(value, (bool, int, float, str, tuple, type(None)))}
+    return plain, [(name, p.data.shape) for name, p in layer.named_parameters()]
+
+
+@pytest.mark.parametrize("kind, args, kwargs", REPR_CASES,
+                         ids=[f"{k.__name__}-{i}" for i, (k, _, _) in enumerate(REPR_CASES)])
+def test_repr_is_the_call_that_builds_the_same_layer(kind, args, kwargs):
+    """repr(layer) names the class and every non-default setting, as a constructor call:
+    evaluating it builds a layer with the same settings and parameter shapes."""
+    layer = kind(*args, **kwargs)
+    text = repr(layer)
+    assert text.startswith(kind.__name__ + "(")
+    rebuilt = eval(text, {name: getattr(L, name) for name in dir(L)})  # noqa: S307
+    assert type(rebuilt) is kind
+    assert settings_of(rebuilt) == settings_of(layer)
+    assert repr(rebuilt) == text
+
+
+def test_batchnorm_repr_shows_weight_false_only_for_an_unscaled_affine_layer():
+    for affine, weight, shown in ((True, True, False), (True, False, True),
+                                  (False, True, False), (False, False, False)):
+        text = repr(L.BatchNorm2d(3, affine=affine, weight=weight))
+        assert ("weight=False" in text) is shown, text
+        assert f"affine={affine}" in text
+
+
+@pytest.mark.parametrize("layer, sample_in, sample_out, expected", [
+    (L.Linear(4, 5), (4,), (5,), 4 * 5),
+    (L.Linear(4, 5), (3, 4), (3, 5), 3 * 4 * 5),       # a (T, features) sample: T rows
+    (L.Linear(4, 5), (2, 3, 4), (2, 3, 5), 2 * 3 * 4 * 5),
+    (L.Conv2d(3, 6, 3), (3, 5, 5), (6, 3, 3), 6 * 3 * 3 * 3 * 3 * 3),
+    (L.Conv2d(4, 6, (3, 2), groups=2), (4, 5, 5), (6, 3, 4), 6 * 3 * 4 * 2 * 3 * 2),
+    (L.Conv2d(6, 6, 1, groups=3), (6, 4, 4), (6, 4, 4), 6 * 4 * 4 * 2),
+    (L.ReLU(), (3, 4), (3, 4), 0),
+])
+def test_macs_per_sample_are_exact_integers(layer, sample_in, sample_out, expected):
+    """Multiply-adds of one sample: each output value costs (fan-in) multiply-adds."""
+    macs = layer.macs(sample_in, sample_out)
+    assert type(macs) is int and macs == expected
+    x = np.zeros((2,) + sample_in, np.float32)
+    assert layer(x).shape[1:] == sample_out  # the shapes above are the layer's own
+
+
+def test_summary_counts_linear_on_sequences_per_position():
+    lines = []
+    model = L.Sequential(L.Linear(4, 5), L.ReLU(), L.Linear(5, 2))
+    totals = model.summary((3, 4), print_fn=lines.append)
+    assert totals["macs"] == 3 * (4 * 5 + 5 * 2)
