@@ -310,3 +310,37 @@ def test_summary_counts_linear_on_sequences_per_position():
     model = L.Sequential(L.Linear(4, 5), L.ReLU(), L.Linear(5, 2))
     totals = model.summary((3, 4), print_fn=lines.append)
     assert totals["macs"] == 3 * (4 * 5 + 5 * 2)
+
+
+# ---------------------------------------------------------------------------- defaults
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+DEFAULT_CASES = [  # (minidl layer, the PyTorch module built with the same arguments, settings)
+    ("Dropout", (), ["p"]),
+    ("LeakyReLU", (), ["negative_slope"]),
+    ("ELU", (), ["alpha"]),
+    ("GELU", (), ["approximate"]),
+    ("Linear", (3, 4), ["in_features", "out_features", "bias"]),
+    ("Conv2d", (2, 4, 3), ["kernel_size", "stride", "padding", "dilation", "groups", "bias"]),
+    ("BatchNorm1d", (3,), ["eps", "momentum", "affine", "weight"]),
+    ("BatchNorm2d", (3,), ["eps", "momentum", "affine", "weight"]),
+    ("MaxPool2d", (3,), ["kernel_size", "stride", "padding"]),
+    ("AvgPool2d", (3,), ["kernel_size", "stride", "padding"]),
+]
+
+
+@pytest.mark.parametrize("name, args, names", DEFAULT_CASES, ids=[c[0] for c in DEFAULT_CASES])
+def test_defaults_are_pytorchs(name, args, names):
+    """A layer built with only its required arguments has PyTorch's settings."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = getattr(L, name)(*args), getattr(torch.nn, name)(*args)
+    for setting in names:
+        if setting in ("bias", "weight"):  # a parameter, present or not
+            assert (getattr(ours, setting) is None) == (getattr(theirs, setting) is None), setting
+            continue
+        mine, torchs = getattr(ours, setting), getattr(theirs, setting)
+        if isinstance(mine, tuple):
+            torchs = _pair(torchs)
+        assert mine == torchs and type(mine) is type(torchs), (setting, mine, torchs)
