@@ -344,3 +344,46 @@ def test_defaults_are_pytorchs(name, args, names):
         if isinstance(mine, tuple):
             torchs = _pair(torchs)
         assert mine == torchs and type(mine) is type(torchs), (setting, mine, torchs)
+
+
+# ---------------------------------------------------------------------------- copy threads
+@pytest.mark.parametrize("conv_args", [
+    dict(in_channels=16, out_channels=16, kernel_size=3, padding=1),
+    dict(in_channels=16, out_channels=16, kernel_size=(3, 2), stride=2, dilation=(1, 2),
+         groups=2),
+    dict(in_channels=16, out_channels=16, kernel_size=1),
+    dict(in_channels=16, out_channels=16, kernel_size=1, stride=2),
+])
+def test_copy_threads_give_the_one_thread_result_exactly(monkeypatch, conv_args):
+    """Large copies are split over the batch between threads (uneven chunks for N = 5).
+    Every value must be the one-thread value: a chunk computed twice or left out shows.
+    (MINIDL_NUM_THREADS=1 runs never reach that code without setting the count here.)"""
+    from minidl import threads
+    from minidl.layers import cpu_kernels
+    draw = np.random.default_rng(0)
+    x = draw.standard_normal((5, 16, 64, 64)).astype(np.float32)  # > 2**18 values
+    weight = draw.standard_normal((16, 16 // conv_args.get("groups", 1))
+                                  + L.Conv2d(**conv_args).kernel_size).astype(np.float32)
+    results = []
+    for count in (4, 1):  # threaded first: its buffers are fresh, not left by the other
+        monkeypatch.setattr(threads, "get_num_threads", lambda count=count: count)
+        cpu_kernels._scratch.clear()
+        layer = L.Conv2d(**conv_args)
+        layer.weight.data[...] = weight
+        layer.bias.data[...] = np.arange(16)
+        y = layer(x)
+        dy = draw.standard_normal(y.shape).astype(np.float32) if not results else results[0][3]
+        dx = layer.backward(dy)
+        results.append((y, dx, layer.weight.grad.copy(), dy, layer.bias.grad.copy()))
+    for threaded, single, name in zip(results[0], results[1], ["y", "dx", "dW", "dy", "db"]):
+        assert np.array_equal(threaded, single), name
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 4)
+    cpu_kernels._scratch.clear()
+    columns = L.im2col(x, 3, padding=1)  # im2col/col2im alone, into fresh arrays
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 1)
+    cpu_kernels._scratch.clear()
+    assert np.array_equal(columns, L.im2col(x, 3, padding=1))
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 3)
+    back = L.col2im(columns, x.shape, 3, padding=1)
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 1)
+    assert np.array_equal(back, L.col2im(columns, x.shape, 3, padding=1))
