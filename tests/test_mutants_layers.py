@@ -387,3 +387,91 @@ def test_copy_threads_give_the_one_thread_result_exactly(monkeypatch, conv_args)
     back = L.col2im(columns, x.shape, 3, padding=1)
     monkeypatch.setattr(threads, "get_num_threads", lambda: 1)
     assert np.array_equal(back, L.col2im(columns, x.shape, 3, padding=1))
+
+
+# ---------------------------------------------------------------------------- containers
+def _linear(n_in, n_out, seed):
+    layer = L.Linear(n_in, n_out)
+    draw = np.random.default_rng(seed)
+    layer.weight.data[...] = draw.standard_normal(layer.weight.data.shape)
+    layer.bias.data[...] = draw.standard_normal(layer.bias.data.shape)
+    return layer
+
+
+@pytest.mark.parametrize("projection", [False, True])
+def test_residual_is_body_plus_the_given_shortcut(projection):
+    """y = body(x) + shortcut(x), dx = body'(dy) + shortcut'(dy), against the float64
+    formulas of two Linear layers (the identity when no shortcut is given)."""
+    minidl.set_default_dtype(np.float64)
+    body, shortcut = _linear(3, 3, 0), (_linear(3, 3, 1) if projection else None)
+    block = L.Residual(body, shortcut)
+    assert (block.shortcut is shortcut) if projection else type(block.shortcut) is L.Identity
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    dy = np.random.default_rng(3).standard_normal((4, 3))
+    w_skip = shortcut.weight.data if projection else np.eye(3)
+    b_skip = shortcut.bias.data if projection else 0.0
+    expected = x @ body.weight.data + body.bias.data + x @ w_skip + b_skip
+    np.testing.assert_allclose(block(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(block.backward(dy), dy @ body.weight.data.T + dy @ w_skip.T,
+                               rtol=1e-12)
+    np.testing.assert_allclose(body.weight.grad, x.T @ dy, rtol=1e-12)
+    if projection:
+        np.testing.assert_allclose(shortcut.weight.grad, x.T @ dy, rtol=1e-12)
+
+
+@pytest.mark.parametrize("body, shortcut, label", [
+    (None, None, "body"), (5, None, "body"), (L.ReLU, None, "body"),
+    (L.ReLU(), 5, "shortcut"), (L.ReLU(), "identity", "shortcut"), (L.ReLU(), L.ReLU, "shortcut"),
+])
+def test_residual_refuses_what_is_not_a_module(body, shortcut, label):
+    with pytest.raises(TypeError) as error:
+        L.Residual(body, shortcut)
+    message = str(error.value)
+    assert "Residual" in message and label in message
+    wrong = body if label == "body" else shortcut
+    assert type(wrong).__name__ in message
+
+
+def test_residual_with_mismatched_shapes_is_a_value_error_naming_both():
+    block = L.Residual(L.Linear(3, 4))
+    with pytest.raises(ValueError) as error:
+        block(np.ones((2, 3), np.float32))
+    message = str(error.value)
+    assert "Residual" in message and "(2, 4)" in message and "(2, 3)" in message
+
+
+def test_needs_input_grad_reaches_every_container_and_dx_skipping_is_consistent():
+    """set_needs_input_grad(False): the containers and every layer up to the first one
+    with parameters skip dx (the backward returns None); later layers keep dx; with
+    True, everyone computes dx again."""
+    minidl.set_default_dtype(np.float64)
+    body = L.Sequential(_linear(3, 3, 0), L.ReLU())
+    model = L.Sequential(L.ReLU(), L.Residual(body), _linear(3, 2, 1))
+    reference = L.Sequential(L.ReLU(), L.Residual(L.Sequential(_linear(3, 3, 0), L.ReLU())),
+                             _linear(3, 2, 1))
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    dy = np.random.default_rng(3).standard_normal((4, 2))
+    model.set_needs_input_grad(False)
+    flags = [m.needs_input_grad for _, m in model.named_modules()]
+    # model, ReLU, Residual, body, Linear, ReLU, Identity, Linear
+    assert flags == [False, False, False, False, False, True, False, True]
+    model(x)
+    assert model.backward(dy) is None
+    reference(x)
+    reference.backward(dy)
+    for skipped, full in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(skipped.grad, full.grad, rtol=1e-12)
+    model.set_needs_input_grad(True)
+    assert all(m.needs_input_grad is True for _, m in model.named_modules())
+    model.zero_grad()
+    reference.zero_grad()
+    model(x)
+    reference(x)
+    np.testing.assert_allclose(model.backward(dy), reference.backward(dy), rtol=1e-12)
+
+
+def test_sequential_refuses_what_is_not_a_module():
+    with pytest.raises(TypeError) as error:
+        L.Sequential(L.ReLU(), L.ReLU, L.ReLU())
+    message = str(error.value)
+    assert "Sequential" in message and "argument 1" in message and "type" in message
