@@ -475,3 +475,104 @@ def test_sequential_refuses_what_is_not_a_module():
         L.Sequential(L.ReLU(), L.ReLU, L.ReLU())
     message = str(error.value)
     assert "Sequential" in message and "argument 1" in message and "type" in message
+
+
+# ---------------------------------------------------------------------------- arguments
+ACCEPTED = [  # boundary values that must be accepted, with the setting they give
+    (L.Dropout, {"p": 0.0}, "p", 0.0), (L.Dropout, {"p": 0.999}, "p", 0.999),
+    (L.ELU, {"alpha": 1e-9}, "alpha", 1e-9), (L.LeakyReLU, {"negative_slope": -2}, "negative_slope", -2.0),
+    (L.LeakyReLU, {"negative_slope": 0}, "negative_slope", 0.0),
+    (L.GELU, {"approximate": "tanh"}, "approximate", "tanh"),
+    (L.Softmax, {"axis": 0}, "axis", 0), (L.Softmax, {"axis": -3}, "axis", -3),
+    (L.BatchNorm1d, {"num_features": 2, "momentum": 0}, "momentum", 0.0),
+    (L.BatchNorm1d, {"num_features": 2, "momentum": 1}, "momentum", 1.0),
+    (L.BatchNorm2d, {"num_features": 2, "eps": 1e-12}, "eps", 1e-12),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": [3, 1]}, "kernel_size", (3, 1)),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 1, "padding": [0, 2]},
+     "padding", (0, 2)),
+    (L.Conv2d, {"in_channels": 6, "out_channels": 3, "kernel_size": 1, "groups": 3}, "groups", 3),
+    (L.MaxPool2d, {"kernel_size": (15, 17)}, "kernel_size", (15, 17)),
+    (L.MaxPool2d, {"kernel_size": 3, "padding": 1}, "padding", (1, 1)),
+    (L.AvgPool2d, {"kernel_size": (5, 3), "padding": (2, 1)}, "padding", (2, 1)),
+    (L.MaxPool2d, {"kernel_size": 3}, "stride", (3, 3)),
+    (L.MaxPool2d, {"kernel_size": 3, "stride": 1}, "stride", (1, 1)),
+]
+
+
+@pytest.mark.parametrize("kind, kwargs, name, value", ACCEPTED,
+                         ids=[f"{k.__name__}-{n}-{i}" for i, (k, _, n, _) in enumerate(ACCEPTED)])
+def test_boundary_arguments_are_accepted(kind, kwargs, name, value):
+    setting = getattr(kind(**kwargs), name)
+    assert setting == value and type(setting) is type(value)
+
+
+REFUSED = [  # (layer, arguments, error type, the argument the message must name)
+    (L.Dropout, {"p": 1.0}, ValueError, "p"), (L.Dropout, {"p": -0.01}, ValueError, "p"),
+    (L.Dropout, {"p": "0.5"}, TypeError, "p"),
+    (L.ELU, {"alpha": 0.0}, ValueError, "alpha"), (L.ELU, {"alpha": -1.0}, ValueError, "alpha"),
+    (L.LeakyReLU, {"negative_slope": None}, TypeError, "negative_slope"),
+    (L.GELU, {"approximate": "Tanh"}, ValueError, "approximate"),
+    (L.Softmax, {"axis": 1.0}, TypeError, "axis"),
+    (L.BatchNorm1d, {"num_features": 0}, ValueError, "num_features"),
+    (L.BatchNorm1d, {"num_features": 2, "eps": 0.0}, ValueError, "eps"),
+    (L.BatchNorm1d, {"num_features": 2, "momentum": 1.01}, ValueError, "momentum"),
+    (L.BatchNorm2d, {"num_features": 2, "momentum": -0.01}, ValueError, "momentum"),
+    (L.BatchNorm2d, {"num_features": 2, "affine": 1}, TypeError, "affine"),
+    (L.BatchNorm2d, {"num_features": 2, "weight": "yes"}, TypeError, "weight"),
+    (L.Linear, {"in_features": 0, "out_features": 2}, ValueError, "in_features"),
+    (L.Linear, {"in_features": 2, "out_features": 2.0}, TypeError, "out_features"),
+    (L.Linear, {"in_features": 2, "out_features": 2, "bias": None}, TypeError, "bias"),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": (3, 3, 3)}, ValueError,
+     "kernel_size"),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": (3,)}, ValueError,
+     "kernel_size"),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 0}, ValueError,
+     "stride"),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "padding": -1},
+     ValueError, "padding"),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "dilation": (1, 0)},
+     ValueError, "dilation"),
+    (L.Conv2d, {"in_channels": 4, "out_channels": 3, "kernel_size": 1, "groups": 2},
+     ValueError, "groups"),
+    (L.Conv2d, {"in_channels": 3, "out_channels": 4, "kernel_size": 1, "groups": 2},
+     ValueError, "groups"),
+    (L.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 1, "bias": 0}, TypeError,
+     "bias"),
+    (L.MaxPool2d, {"kernel_size": 16}, ValueError, "255"),
+    (L.MaxPool2d, {"kernel_size": 3, "padding": (1, 2)}, ValueError, "padding"),
+    (L.AvgPool2d, {"kernel_size": (4, 2), "padding": (3, 0)}, ValueError, "padding"),
+    (L.AvgPool2d, {"kernel_size": 2, "stride": 0}, ValueError, "stride"),
+]
+
+
+@pytest.mark.parametrize("kind, kwargs, error, name", REFUSED,
+                         ids=[f"{k.__name__}-{n}-{i}" for i, (k, _, _, n) in enumerate(REFUSED)])
+def test_bad_arguments_are_refused_naming_the_class_and_the_argument(kind, kwargs, error, name):
+    with pytest.raises(error) as raised:
+        kind(**kwargs)
+    message = str(raised.value)
+    assert type(raised.value) is error
+    assert message.startswith(kind.__name__ + ":"), message
+    assert name in message, message
+
+
+@pytest.mark.parametrize("layer, shape, sizes", [
+    (L.Conv2d(1, 1, 3), (1, 1, 2, 5), ("2x5", "3x3")),                  # one row short
+    (L.Conv2d(1, 1, 3), (1, 1, 5, 2), ("5x2", "3x3")),                  # one column short
+    (L.Conv2d(1, 1, 3, dilation=2, padding=(1, 0)), (1, 1, 2, 4), ("4x4", "5x5")),
+    (L.Conv2d(1, 1, (2, 3), dilation=(3, 1)), (1, 1, 3, 3), ("3x3", "4x3")),
+    (L.MaxPool2d(3), (1, 1, 2, 3), ("2x3", "3x3")),
+    (L.AvgPool2d(2, padding=1), (1, 1, 1, 1), None),                    # padded 3x3 fits
+])
+def test_an_input_smaller_than_the_dilated_kernel_is_a_value_error(layer, shape, sizes):
+    """The message gives the padded input size and the dilated kernel size."""
+    x = np.ones(shape, np.float32)
+    if sizes is None:
+        assert layer(x).shape == (1, 1, 1, 1)
+        return
+    with pytest.raises(ValueError) as error:
+        layer(x)
+    message = str(error.value)
+    assert message.startswith(type(layer).__name__ + ":"), message
+    padded, kernel = sizes
+    assert f"is {padded}, smaller than the dilated kernel {kernel}" in message, message
