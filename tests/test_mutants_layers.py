@@ -576,3 +576,24 @@ def test_an_input_smaller_than_the_dilated_kernel_is_a_value_error(layer, shape,
     assert message.startswith(type(layer).__name__ + ":"), message
     padded, kernel = sizes
     assert f"is {padded}, smaller than the dilated kernel {kernel}" in message, message
+
+
+@pytest.mark.parametrize("kind, shape", [
+    (L.BatchNorm1d, (0, 3)), (L.BatchNorm2d, (0, 3, 2, 2)),
+    (L.SyncBatchNorm1d, (0, 3)), (L.SyncBatchNorm2d, (0, 3, 2, 2))])
+def test_batchnorm_on_an_empty_training_batch_keeps_its_statistics(kind, shape):
+    """N = 0 in train mode (like PyTorch): an empty output and zero gradients, computed
+    with the running statistics, which stay as they were; no warning, no NaN."""
+    import warnings
+    layer = random_bn(kind, 3, "affine", 0, 1e-5, 0.1)
+    before = layer.state_dict()
+    x = np.zeros(shape, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = layer(x)
+        dx = layer.backward(np.zeros(shape, np.float32))
+    assert y.shape == dx.shape == shape and y.dtype == dx.dtype == np.float32
+    for name, value in layer.state_dict().items():
+        assert np.array_equal(value, before[name]), name
+    for param in layer.parameters():
+        assert not param.grad.any()
