@@ -597,3 +597,25 @@ def test_batchnorm_on_an_empty_training_batch_keeps_its_statistics(kind, shape):
         assert np.array_equal(value, before[name]), name
     for param in layer.parameters():
         assert not param.grad.any()
+
+
+# ---------------------------------------------------------------------------- im2col / col2im
+def test_im2col_and_col2im_refuse_inconsistent_arguments():
+    x = np.ones((1, 4, 5, 5), np.float32)
+    good = np.empty((9, 36), np.float32)
+    cases = [
+        (lambda: L.im2col(x[0], 3), "im2col", "(N, C, H, W)"),
+        (lambda: L.im2col(x, 3, groups=3), "im2col", "groups=3"),
+        (lambda: L.im2col(x, 3, out=np.empty((9, 37), np.float32)), "im2col", "out must be"),
+        (lambda: L.im2col(x, 3, out=np.empty((36, 9), np.float32).T), "im2col", "C-contiguous"),
+        (lambda: L.col2im(good, (1, 4, 5, 5), 3, groups=3), "col2im", "groups=3"),
+        (lambda: L.col2im(good[:, :35], (1, 4, 5, 5), 3), "col2im", "(9, 36)"),
+        (lambda: L.col2im(good, (1, 4, 2, 5), 3), "col2im", "smaller than the dilated kernel"),
+    ]
+    for call, owner, detail in cases:
+        with pytest.raises(ValueError) as error:
+            call()
+        message = str(error.value)
+        assert message.startswith(owner + ":") and detail in message, message
+    assert L.im2col(x, 3, out=good) is good
+    assert L.col2im(good, (1, 4, 5, 5), 3, groups=2).shape == (1, 4, 5, 5)
