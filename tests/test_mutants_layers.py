@@ -457,6 +457,8 @@ def test_needs_input_grad_reaches_every_container_and_dx_skipping_is_consistent(
     assert flags == [False, False, False, False, False, True, False, True]
     model(x)
     assert model.backward(dy) is None
+    with pytest.raises(RuntimeError, match="nothing saved"):  # the first ReLU's cache was
+        model[0].backward(np.ones((4, 3)))                      # released, not kept
     reference(x)
     reference.backward(dy)
     for skipped, full in zip(model.parameters(), reference.parameters()):
@@ -474,7 +476,8 @@ def test_sequential_refuses_what_is_not_a_module():
     with pytest.raises(TypeError) as error:
         L.Sequential(L.ReLU(), L.ReLU, L.ReLU())
     message = str(error.value)
-    assert "Sequential" in message and "argument 1" in message and "type" in message
+    assert message.startswith("Sequential: argument 1 must be a Module") and \
+        message.endswith("got type"), message  # L.ReLU, the class, not an instance
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -542,6 +545,8 @@ REFUSED = [  # (layer, arguments, error type, the argument the message must name
     (L.MaxPool2d, {"kernel_size": 3, "padding": (1, 2)}, ValueError, "padding"),
     (L.AvgPool2d, {"kernel_size": (4, 2), "padding": (3, 0)}, ValueError, "padding"),
     (L.AvgPool2d, {"kernel_size": 2, "stride": 0}, ValueError, "stride"),
+    (L.MaxPool2d, {"kernel_size": 3, "padding": -1}, ValueError, "padding"),
+    (L.AvgPool2d, {"kernel_size": 3, "padding": 1.0}, TypeError, "padding"),
 ]
 
 
@@ -619,3 +624,24 @@ def test_im2col_and_col2im_refuse_inconsistent_arguments():
         assert message.startswith(owner + ":") and detail in message, message
     assert L.im2col(x, 3, out=good) is good
     assert L.col2im(good, (1, 4, 5, 5), 3, groups=2).shape == (1, 4, 5, 5)
+
+
+def test_softmax_takes_every_axis_from_minus_ndim_to_ndim_minus_one():
+    minidl.set_default_dtype(np.float64)
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    for axis in (-2, -1, 0, 1):
+        expected = np.exp(x) / np.exp(x).sum(axis=axis, keepdims=True)
+        np.testing.assert_allclose(L.Softmax(axis)(x), expected, rtol=1e-12)
+    for axis in (-3, 2):
+        with pytest.raises(ValueError, match="Softmax: axis"):
+            L.Softmax(axis)(x)
+
+
+@pytest.mark.parametrize("kind, shape", [(L.BatchNorm1d, (1, 3)), (L.BatchNorm2d, (1, 3, 1, 1))])
+def test_batchnorm_with_one_value_per_channel_says_what_to_do(kind, shape):
+    with pytest.raises(ValueError) as error:
+        kind(3)(np.ones(shape, np.float32))
+    message = str(error.value)
+    assert message.startswith(kind.__name__ + ": expected more than 1 value per channel")
+    assert str(shape) in message and "or call .eval()" in message
+    assert kind(3).eval()(np.ones(shape, np.float32)).shape == shape
