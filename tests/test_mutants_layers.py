@@ -248,7 +248,8 @@ REPR_CASES = [
     (L.Conv2d, (1, 2, 3), {}),
     (L.Conv2d, (4, 6, (3, 2)), {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2),
                                 "groups": 2, "bias": False}),
-    (L.Conv2d, (2, 2, 3), {"dilation": 2}), (L.Conv2d, (2, 4, 1), {"groups": 2}),
+    (L.Conv2d, (2, 2, 3), {"dilation": 2}), (L.Conv2d, (2, 2, 3), {"dilation": (2, 1)}),
+    (L.Conv2d, (2, 4, 1), {"groups": 2}),
     (L.BatchNorm1d, (3,), {}), (L.BatchNorm1d, (3,), {"eps": 0.01, "momentum": 0.2, "weight": False}),
     (L.BatchNorm2d, (3,), {"affine": False}), (L.BatchNorm2d, (3,), {"affine": False, "weight": False}),
     (L.SyncBatchNorm2d, (2,), {"weight": False}),
@@ -278,6 +279,11 @@ def test_repr_is_the_call_that_builds_the_same_layer(kind, args, kwargs):
     assert type(rebuilt) is kind
     assert settings_of(rebuilt) == settings_of(layer)
     assert repr(rebuilt) == text
+
+
+def test_conv_repr_leaves_out_default_dilation_and_groups():
+    text = repr(L.Conv2d(2, 4, 3))
+    assert "dilation" not in text and "groups" not in text, text
 
 
 def test_batchnorm_repr_shows_weight_false_only_for_an_unscaled_affine_layer():
@@ -360,6 +366,17 @@ def test_copy_threads_give_the_one_thread_result_exactly(monkeypatch, conv_args)
     (MINIDL_NUM_THREADS=1 runs never reach that code without setting the count here.)"""
     from minidl import threads
     from minidl.layers import cpu_kernels
+    # A pool of this test's own, shut down at the end: no idle threads are left behind
+    # in the process (a mutation-testing tool forks it once per mutant).
+    monkeypatch.setattr(cpu_kernels, "_pool", None)
+    try:
+        _compare_thread_counts(monkeypatch, threads, cpu_kernels, conv_args)
+    finally:
+        if cpu_kernels._pool is not None:
+            cpu_kernels._pool.shutdown(wait=True)
+
+
+def _compare_thread_counts(monkeypatch, threads, cpu_kernels, conv_args):
     draw = np.random.default_rng(0)
     x = draw.standard_normal((5, 16, 64, 64)).astype(np.float32)  # > 2**18 values
     weight = draw.standard_normal((16, 16 // conv_args.get("groups", 1))
