@@ -463,19 +463,21 @@ def test_needs_input_grad_reaches_every_container_and_dx_skipping_is_consistent(
     True, everyone computes dx again."""
     minidl.set_default_dtype(np.float64)
     body = L.Sequential(_linear(3, 3, 0), L.ReLU())
-    model = L.Sequential(L.ReLU(), L.Residual(body), _linear(3, 2, 1))
-    reference = L.Sequential(L.ReLU(), L.Residual(L.Sequential(_linear(3, 3, 0), L.ReLU())),
+    model = L.Sequential(L.ReLU(), L.Tanh(), L.Residual(body), _linear(3, 2, 1))
+    reference = L.Sequential(L.ReLU(), L.Tanh(),
+                             L.Residual(L.Sequential(_linear(3, 3, 0), L.ReLU())),
                              _linear(3, 2, 1))
     x = np.random.default_rng(2).standard_normal((4, 3))
     dy = np.random.default_rng(3).standard_normal((4, 2))
     model.set_needs_input_grad(False)
     flags = [m.needs_input_grad for _, m in model.named_modules()]
-    # model, ReLU, Residual, body, Linear, ReLU, Identity, Linear
-    assert flags == [False, False, False, False, False, True, False, True]
+    # model, ReLU, Tanh, Residual, body, Linear, ReLU, Identity, Linear
+    assert flags == [False, False, False, False, False, False, True, False, True]
     model(x)
     assert model.backward(dy) is None
-    with pytest.raises(RuntimeError, match="nothing saved"):  # the first ReLU's cache was
-        model[0].backward(np.ones((4, 3)))                      # released, not kept
+    for layer in (model[0], model[1]):  # below the skipped dx: caches released, not kept
+        with pytest.raises(RuntimeError, match="nothing saved"):
+            layer.backward(np.ones((4, 3)))
     reference(x)
     reference.backward(dy)
     for skipped, full in zip(model.parameters(), reference.parameters()):
