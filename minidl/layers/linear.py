@@ -1,4 +1,6 @@
 """Fully connected layer."""
+import math
+
 from .. import init as initializers
 from ..checks import boolean, positive_int
 from ..module import Module, Param
@@ -46,7 +48,9 @@ class Linear(Module):
         return dy @ self.weight.data.T if self.needs_input_grad else None
 
     def macs(self, input_shape, output_shape):
-        return self.in_features * self.out_features
+        # in_features * out_features for each position of the leading axes, e.g. each of
+        # the T tokens of a (T, in_features) sample
+        return math.prod(output_shape[:-1]) * self.in_features * self.out_features
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
