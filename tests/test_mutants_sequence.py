@@ -1,0 +1,199 @@
+"""Contracts of the sequence layers (Embedding, LayerNorm, GroupNorm, RNN/LSTM/GRU,
+MultiheadAttention, TransformerEncoderLayer) that survived a mutmut run (issue 12):
+the gradient checks pinned the formulas, not these.
+
+* A bad constructor argument is the right exception type, and the message starts with
+  the class and names the argument (mutants dropping or rewriting either survived).
+* Range limits sit where PyTorch puts them (``padding_idx`` in [-n, n-1], dropout in
+  [0, 1), eps > 0): mutants moving a bound by one survived.
+* Defaults and initialisation are PyTorch's: ``repr`` of a default layer equals
+  PyTorch's, Embedding starts N(0, 1), biases start at zero, the encoder layer's
+  defaults (dim_feedforward=2048, dropout=0.1, eps=1e-5, relu).
+* A second backward ACCUMULATES into every parameter gradient.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from minidl import layers as L
+
+
+def assert_names(excinfo, owner, label):
+    """The message starts with ``owner:`` and names the argument ``label`` as a word."""
+    message = str(excinfo.value)
+    assert message.startswith(f"{owner}: "), message
+    assert re.search(rf"(?<![\w]){re.escape(label)}(?![\w])", message), message
+
+
+# --------------------------------------------------------------------------- constructors
+RECURRENT = [L.RNN, L.LSTM, L.GRU]
+
+BAD_ARGUMENTS = [
+    # (constructor, error, owner, argument named)
+    (lambda: L.Embedding(0, 3), ValueError, "Embedding", "num_embeddings"),
+    (lambda: L.Embedding(2.0, 3), TypeError, "Embedding", "num_embeddings"),
+    (lambda: L.Embedding(5, 0), ValueError, "Embedding", "embedding_dim"),
+    (lambda: L.Embedding(5, "3"), TypeError, "Embedding", "embedding_dim"),
+    (lambda: L.Embedding(5, 3, padding_idx=5), ValueError, "Embedding", "padding_idx"),
+    (lambda: L.Embedding(5, 3, padding_idx=-6), ValueError, "Embedding", "padding_idx"),
+    (lambda: L.Embedding(5, 3, padding_idx=1.0), TypeError, "Embedding", "padding_idx"),
+    (lambda: L.LayerNorm(0), ValueError, "LayerNorm", "normalized_shape"),
+    (lambda: L.LayerNorm((4, 0)), ValueError, "LayerNorm", "normalized_shape"),
+    (lambda: L.LayerNorm("4"), TypeError, "LayerNorm", "normalized_shape"),
+    (lambda: L.LayerNorm(()), TypeError, "LayerNorm", "normalized_shape"),
+    (lambda: L.LayerNorm(True), TypeError, "LayerNorm", "normalized_shape"),
+    (lambda: L.LayerNorm((4, 2.0)), TypeError, "LayerNorm", "normalized_shape"),
+    (lambda: L.LayerNorm(4, eps=0.0), ValueError, "LayerNorm", "eps"),
+    (lambda: L.LayerNorm(4, eps="1e-5"), TypeError, "LayerNorm", "eps"),
+    (lambda: L.LayerNorm(4, elementwise_affine=1), TypeError, "LayerNorm", "elementwise_affine"),
+    (lambda: L.LayerNorm(4, bias=1), TypeError, "LayerNorm", "bias"),
+    (lambda: L.GroupNorm(0, 4), ValueError, "GroupNorm", "num_groups"),
+    (lambda: L.GroupNorm(2, 0), ValueError, "GroupNorm", "num_channels"),
+    (lambda: L.GroupNorm(2.0, 4), TypeError, "GroupNorm", "num_groups"),
+    (lambda: L.GroupNorm(2, 4.0), TypeError, "GroupNorm", "num_channels"),
+    (lambda: L.GroupNorm(3, 4), ValueError, "GroupNorm", "num_groups"),
+    (lambda: L.GroupNorm(2, 4, eps=0.0), ValueError, "GroupNorm", "eps"),
+    (lambda: L.GroupNorm(2, 4, affine=1), TypeError, "GroupNorm", "affine"),
+    (lambda: L.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "RNN", "nonlinearity"),
+    (lambda: L.MultiheadAttention(0, 1), ValueError, "MultiheadAttention", "embed_dim"),
+    (lambda: L.MultiheadAttention(4.0, 1), TypeError, "MultiheadAttention", "embed_dim"),
+    (lambda: L.MultiheadAttention(4, 0), ValueError, "MultiheadAttention", "num_heads"),
+    (lambda: L.MultiheadAttention(6, 4), ValueError, "MultiheadAttention", "num_heads"),
+    (lambda: L.MultiheadAttention(4, 2, dropout=1.0), ValueError, "MultiheadAttention",
+     "dropout"),
+    (lambda: L.MultiheadAttention(4, 2, dropout=-0.1), ValueError, "MultiheadAttention",
+     "dropout"),
+    (lambda: L.MultiheadAttention(4, 2, bias=1), TypeError, "MultiheadAttention", "bias"),
+    (lambda: L.MultiheadAttention(4, 2, batch_first=1), TypeError, "MultiheadAttention",
+     "batch_first"),
+    (lambda: L.TransformerEncoderLayer(0, 1), ValueError, "TransformerEncoderLayer", "d_model"),
+    (lambda: L.TransformerEncoderLayer(8.0, 2), TypeError, "TransformerEncoderLayer",
+     "d_model"),
+    (lambda: L.TransformerEncoderLayer(8, 2, 0), ValueError, "TransformerEncoderLayer",
+     "dim_feedforward"),
+    (lambda: L.TransformerEncoderLayer(8, 2, norm_first=1), TypeError,
+     "TransformerEncoderLayer", "norm_first"),
+    (lambda: L.TransformerEncoderLayer(8, 2, activation="tanh"), ValueError,
+     "TransformerEncoderLayer", "activation"),
+] + [
+    (lambda cls=cls, kwargs=kwargs: cls(**{"input_size": 3, "hidden_size": 4, **kwargs}),
+     error, cls.__name__, label)
+    for cls in RECURRENT
+    for kwargs, error, label in [
+        ({"input_size": 0}, ValueError, "input_size"),
+        ({"input_size": 2.0}, TypeError, "input_size"),
+        ({"hidden_size": 0}, ValueError, "hidden_size"),
+        ({"num_layers": 0}, ValueError, "num_layers"),
+        ({"num_layers": 1.0}, TypeError, "num_layers"),
+        ({"bias": 1}, TypeError, "bias"),
+        ({"batch_first": "yes"}, TypeError, "batch_first"),
+        ({"dropout": 1.0}, ValueError, "dropout"),
+        ({"dropout": -0.5}, ValueError, "dropout"),
+        ({"dropout": "0.1"}, TypeError, "dropout"),
+        ({"bidirectional": 1}, TypeError, "bidirectional"),
+    ]
+]
+
+
+@pytest.mark.parametrize("make, error, owner, label", BAD_ARGUMENTS)
+def test_a_bad_constructor_argument_names_the_class_and_the_argument(make, error, owner, label):
+    with pytest.raises(error) as excinfo:
+        make()
+    assert_names(excinfo, owner, label)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: L.TransformerEncoderLayer(8, 3),                   # nhead must divide d_model
+    lambda: L.TransformerEncoderLayer(8, 2, dropout=1.0),
+    lambda: L.TransformerEncoderLayer(8, 2, layer_norm_eps=0.0),
+])
+def test_encoder_layer_arguments_checked_by_its_sublayers_are_value_errors(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+@pytest.mark.parametrize("make, attribute, expected", [
+    (lambda: L.Embedding(5, 3, padding_idx=4), "padding_idx", 4),     # the last row
+    (lambda: L.Embedding(5, 3, padding_idx=-5), "padding_idx", 0),    # counts from the end
+    (lambda: L.Embedding(5, 3, padding_idx=-1), "padding_idx", 4),
+    (lambda: L.Embedding(5, 3, padding_idx=0), "padding_idx", 0),
+    (lambda: L.Embedding(1, 1), "num_embeddings", 1),
+    (lambda: L.LayerNorm(4, eps=1e-12), "eps", 1e-12),
+    (lambda: L.GroupNorm(1, 1, eps=1e-12), "eps", 1e-12),
+    (lambda: L.GroupNorm(4, 4), "num_groups", 4),
+    (lambda: L.LSTM(1, 1, num_layers=2, dropout=0.0), "dropout", 0.0),
+    (lambda: L.GRU(1, 1, num_layers=2, dropout=0.999), "dropout", 0.999),
+    (lambda: L.MultiheadAttention(4, 4, dropout=0.0), "head_dim", 1),
+    (lambda: L.MultiheadAttention(4, 1, dropout=0.999), "dropout", 0.999),
+])
+def test_arguments_at_the_edge_of_their_range_are_accepted(make, attribute, expected):
+    assert getattr(make(), attribute) == expected
+
+
+def test_the_padding_row_of_a_negative_padding_idx_is_zero_and_gets_no_gradient():
+    layer = L.Embedding(5, 3, padding_idx=-2).to(np.float64)
+    assert not layer.weight.data[3].any() and layer.weight.data[[0, 1, 2, 4]].all()
+    indices = np.array([[3, 1], [3, 3]])
+    layer(indices)
+    layer.backward(np.ones((2, 2, 3)))
+    np.testing.assert_array_equal(layer.weight.grad.sum(axis=1), [0, 3, 0, 0, 0])
+
+
+# --------------------------------------------------------------------------- repr
+TORCH_REPRS = [
+    (lambda: L.Embedding(10, 3), "Embedding(10, 3)"),
+    (lambda: L.Embedding(10, 3, padding_idx=-1), "Embedding(10, 3, padding_idx=9)"),
+    (lambda: L.LayerNorm(4), "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)"),
+    (lambda: L.LayerNorm((4, 5), eps=1e-3, bias=False),
+     "LayerNorm((4, 5), eps=0.001, elementwise_affine=True, bias=False)"),
+    (lambda: L.LayerNorm([2, 3], elementwise_affine=False),
+     "LayerNorm((2, 3), eps=1e-05, elementwise_affine=False, bias=False)"),
+    (lambda: L.LSTM(10, 20), "LSTM(10, 20)"),
+    (lambda: L.LSTM(10, 20, num_layers=2, batch_first=True),
+     "LSTM(10, 20, num_layers=2, batch_first=True)"),
+    (lambda: L.GRU(3, 4, bias=False, dropout=0.5, num_layers=3),
+     "GRU(3, 4, num_layers=3, bias=False, dropout=0.5)"),
+    (lambda: L.RNN(3, 4, bidirectional=True), "RNN(3, 4, bidirectional=True)"),
+    (lambda: L.RNN(3, 4, 2, "tanh", False, True, 0.25, True),
+     "RNN(3, 4, num_layers=2, bias=False, batch_first=True, dropout=0.25, bidirectional=True)"),
+]
+
+
+@pytest.mark.parametrize("make, expected", TORCH_REPRS)
+def test_repr_is_pytorchs(make, expected):
+    """The expected strings are what PyTorch 2 prints for the same layer."""
+    assert repr(make()) == expected
+
+
+def test_repr_matches_torch_for_the_same_constructor_calls():
+    torch = pytest.importorskip("torch")
+    pairs = [
+        (L.Embedding(7, 2, padding_idx=3), torch.nn.Embedding(7, 2, padding_idx=3)),
+        (L.LayerNorm((3, 2), eps=0.01), torch.nn.LayerNorm((3, 2), eps=0.01)),
+        (L.LSTM(5, 6, 2, bidirectional=True), torch.nn.LSTM(5, 6, 2, bidirectional=True)),
+        (L.GRU(5, 6, batch_first=True), torch.nn.GRU(5, 6, batch_first=True)),
+        (L.RNN(5, 6, dropout=0.5, num_layers=2), torch.nn.RNN(5, 6, dropout=0.5, num_layers=2)),
+    ]
+    for ours, theirs in pairs:
+        assert repr(ours) == repr(theirs)
+
+
+def test_repr_of_our_extensions():
+    """PyTorch omits these; minidl prints them only when they are not the default."""
+    assert repr(L.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4, nonlinearity='relu')"
+    assert repr(L.RNN(3, 4, nonlinearity="tanh")) == "RNN(3, 4)"
+    assert repr(L.GroupNorm(2, 4)) == "GroupNorm(2, 4, eps=1e-05, affine=True)"
+    assert repr(L.GroupNorm(1, 3, eps=0.5, affine=False)) == \
+        "GroupNorm(1, 3, eps=0.5, affine=False)"
+
+
+def test_extra_repr_of_the_attention_layers_lists_their_settings():
+    """Their repr shows the submodules (as PyTorch's does); ``extra_repr()`` the rest."""
+    assert L.MultiheadAttention(8, 2).extra_repr() == \
+        "embed_dim=8, num_heads=2, dropout=0.0, batch_first=False"
+    assert L.MultiheadAttention(6, 3, dropout=0.5, batch_first=True).extra_repr() == \
+        "embed_dim=6, num_heads=3, dropout=0.5, batch_first=True"
+    assert L.TransformerEncoderLayer(8, 2).extra_repr() == "d_model=8, norm_first=False"
+    assert L.TransformerEncoderLayer(4, 1, norm_first=True).extra_repr() == \
+        "d_model=4, norm_first=True"
