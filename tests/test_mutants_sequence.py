@@ -197,3 +197,138 @@ def test_extra_repr_of_the_attention_layers_lists_their_settings():
     assert L.TransformerEncoderLayer(8, 2).extra_repr() == "d_model=8, norm_first=False"
     assert L.TransformerEncoderLayer(4, 1, norm_first=True).extra_repr() == \
         "d_model=4, norm_first=True"
+
+
+# --------------------------------------------------------------------------- defaults
+def test_embedding_starts_standard_normal_as_in_pytorch():
+    weight = L.Embedding(400, 50).weight.data
+    assert abs(weight.mean()) < 0.03 and abs(weight.std() - 1.0) < 0.03
+
+
+def test_normalization_parameters_start_at_one_and_zero_with_pytorchs_eps():
+    for layer, shape in ((L.LayerNorm((2, 3)), (2, 3)), (L.GroupNorm(2, 4), (4,))):
+        assert layer.eps == 1e-5
+        np.testing.assert_array_equal(layer.weight.data, np.ones(shape))
+        np.testing.assert_array_equal(layer.bias.data, np.zeros(shape))
+    assert L.GroupNorm(2, 4).affine is True
+    assert L.LayerNorm(3).elementwise_affine is True
+    assert L.LayerNorm(3, elementwise_affine=False).weight is None
+    assert L.LayerNorm(3, elementwise_affine=False).bias is None
+
+
+def test_attention_starts_xavier_uniform_with_zero_biases_as_in_pytorch():
+    embed = 64
+    mha = L.MultiheadAttention(embed, 4)
+    assert (mha.dropout, mha.batch_first) == (0.0, False)
+    bound = np.sqrt(6 / (embed + 3 * embed))  # xavier_uniform_ on (3E, E)
+    weight = mha.in_proj_weight.data
+    assert weight.shape == (3 * embed, embed)
+    assert np.abs(weight).max() <= bound and abs(weight.std() - bound / np.sqrt(3)) < 0.05 * bound
+    np.testing.assert_array_equal(mha.in_proj_bias.data, np.zeros(3 * embed))
+    np.testing.assert_array_equal(mha.out_proj.bias.data, np.zeros(embed))
+    assert mha.out_proj.bias is not None
+    unbiased = L.MultiheadAttention(embed, 4, bias=False)
+    assert unbiased.in_proj_bias is None and unbiased.out_proj.bias is None
+
+
+def test_encoder_layer_defaults_are_pytorchs():
+    """dim_feedforward=2048, dropout=0.1 everywhere, relu, eps=1e-5, post-LN, (S, N, E)."""
+    layer = L.TransformerEncoderLayer(8, 2)
+    assert layer.linear1.weight.data.size == 8 * 2048 and layer.linear2.weight.data.size == 8 * 2048
+    assert [d.p for d in (layer.dropout, layer.dropout1, layer.dropout2)] == [0.1] * 3
+    assert layer.self_attn.dropout == 0.1 and layer.self_attn.batch_first is False
+    assert layer.self_attn.num_heads == 2
+    assert isinstance(layer.activation, L.ReLU) and layer.norm_first is False
+    assert layer.norm1.eps == layer.norm2.eps == 1e-5
+    custom = L.TransformerEncoderLayer(8, 4, 16, 0.0, "gelu", True, True, 1e-3)
+    assert isinstance(custom.activation, L.GELU) and custom.norm_first is True
+    assert custom.self_attn.batch_first is True and custom.self_attn.num_heads == 4
+    assert custom.norm1.eps == custom.norm2.eps == 1e-3
+    assert [d.p for d in (custom.dropout, custom.dropout1, custom.dropout2)] == [0.0] * 3
+
+
+# --------------------------------------------------------------------------- accumulation
+def _twice(layer, run):
+    """Run forward+backward twice on zeroed grads; each grad must be twice one run's."""
+    layer.zero_grad()
+    run()
+    once = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    run()
+    for name, param in layer.named_parameters():
+        assert np.abs(once[name]).max() > 0, name
+        np.testing.assert_allclose(param.grad, 2 * once[name], rtol=1e-12, atol=1e-12,
+                                   err_msg=name)
+
+
+def _randomized(layer, seed=0):
+    draw = np.random.default_rng(seed)
+    layer = layer.to(np.float64)
+    for param in layer.parameters():
+        param.data[...] = draw.uniform(-0.8, 0.8, param.shape)
+    return layer
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: L.LayerNorm(4), (3, 4)),
+    (lambda: L.LayerNorm((2, 3), bias=False), (2, 2, 3)),
+    (lambda: L.GroupNorm(2, 4), (2, 4, 3)),
+    (lambda: L.TransformerEncoderLayer(4, 2, 6, dropout=0.0), (3, 2, 4)),
+    (lambda: L.TransformerEncoderLayer(4, 2, 6, dropout=0.0, norm_first=True), (3, 2, 4)),
+])
+def test_a_second_backward_accumulates_float_input_layers(make, shape):
+    layer = _randomized(make())
+    draw = np.random.default_rng(1)
+    x = draw.standard_normal(shape)
+    dy = draw.standard_normal(layer(x).shape)
+    layer.drop_saved()
+
+    def run():
+        layer(x)
+        layer.backward(dy)
+    _twice(layer, run)
+
+
+def test_a_second_backward_accumulates_embedding():
+    layer = L.Embedding(5, 3, padding_idx=2).to(np.float64)
+    indices = np.array([[0, 1, 1], [4, 2, 0]])
+    dy = np.random.default_rng(1).standard_normal((2, 3, 3))
+
+    def run():
+        layer(indices)
+        layer.backward(dy)
+    layer.zero_grad()
+    run()
+    once = layer.weight.grad.copy()
+    run()
+    np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-12)
+    assert not layer.weight.grad[2].any() and np.abs(once[[0, 1, 4]]).min() > 0
+
+
+@pytest.mark.parametrize("cls", RECURRENT)
+def test_a_second_backward_accumulates_recurrent(cls):
+    layer = _randomized(cls(2, 3, num_layers=2, bidirectional=True))
+    draw = np.random.default_rng(1)
+    x = draw.standard_normal((4, 2, 2))
+    d_output = draw.standard_normal((4, 2, 6))
+
+    def run():
+        layer(x)
+        layer.backward(d_output)
+    _twice(layer, run)
+
+
+@pytest.mark.parametrize("self_attention", [True, False])
+def test_a_second_backward_accumulates_attention(self_attention):
+    layer = _randomized(L.MultiheadAttention(4, 2))
+    draw = np.random.default_rng(1)
+    query, key = draw.standard_normal((3, 2, 4)), draw.standard_normal((5, 2, 4))
+    value = draw.standard_normal((5, 2, 4))
+    dy = draw.standard_normal((3, 2, 4))
+
+    def run():
+        if self_attention:
+            layer(query)
+        else:
+            layer(query, key, value)
+        layer.backward(dy)
+    _twice(layer, run)
