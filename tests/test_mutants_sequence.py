@@ -332,3 +332,95 @@ def test_a_second_backward_accumulates_attention(self_attention):
             layer(query, key, value)
         layer.backward(dy)
     _twice(layer, run)
+
+
+# --------------------------------------------------------------------------- bad inputs
+F32 = np.float32
+
+
+def _lstm_pair_of(h, c):
+    return lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), (h, c))
+
+
+H0 = np.zeros((2, 2, 4), F32)
+
+BAD_CALLS = [
+    # (call, error, owner, what the message must name)
+    (lambda: L.Embedding(3, 2)(np.zeros(4, F32)), TypeError, "Embedding", "float32"),
+    (lambda: L.Embedding(3, 2)([0, 1]), TypeError, "Embedding", "list"),
+    (lambda: L.Embedding(3, 2)(np.array([0, 3])), ValueError, "Embedding", "[0, 2]"),
+    (lambda: L.Embedding(3, 2)(np.array([-1, 0])), ValueError, "Embedding", "-1"),
+    (lambda: L.LayerNorm((2, 3))(np.zeros(3, F32)), ValueError, "LayerNorm", "(..., 2, 3)"),
+    (lambda: L.LayerNorm((2, 3))(np.zeros((3, 3), F32)), ValueError, "LayerNorm", "(3, 3)"),
+    (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), H0), TypeError, "LSTM",
+     "(h, c)"),
+    (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), (H0,)), TypeError, "LSTM",
+     "(h, c)"),
+    (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), (H0, H0, H0)), TypeError,
+     "LSTM", "(h, c)"),
+    (_lstm_pair_of(H0, H0[:1]), ValueError, "LSTM", "state c"),
+    (_lstm_pair_of(H0[:, :1], H0), ValueError, "LSTM", "state h"),
+    (_lstm_pair_of(H0, H0.astype(np.float64)), TypeError, "LSTM", "state c"),
+    (_lstm_pair_of(H0.tolist(), H0), TypeError, "LSTM", "state h"),
+    (_lstm_pair_of(H0.astype(np.int32), H0), TypeError, "LSTM", "state h"),
+    (lambda: L.GRU(3, 4)(np.zeros((5, 2, 3), F32), np.zeros((1, 2, 4))), TypeError, "GRU",
+     "state h"),
+    (lambda: L.RNN(3, 4, bidirectional=True)(np.zeros((5, 2, 3), F32), np.zeros((1, 2, 4), F32)),
+     ValueError, "RNN", "(2, 2, 4)"),
+    (lambda: L.GRU(3, 4, batch_first=True)(np.zeros((2, 0, 3), F32)), ValueError, "GRU",
+     "(N, T, input_size)"),
+    (lambda: L.RNN(3, 4)(np.zeros((0, 2, 3), F32)), ValueError, "RNN", "(T, N, input_size)"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4))),
+     TypeError, "MultiheadAttention", "key"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4), F32),
+                                        np.zeros((3, 2, 4))),
+     TypeError, "MultiheadAttention", "value"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), [[0.0]]), TypeError,
+     "MultiheadAttention", "key"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 4), F32)),
+     ValueError, "MultiheadAttention", "key"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4), F32),
+                                        np.zeros((3, 2, 5), F32)),
+     ValueError, "MultiheadAttention", "value"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 3, 4), F32)),
+     ValueError, "MultiheadAttention", "batch size"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4), F32),
+                                        np.zeros((4, 2, 4), F32)),
+     ValueError, "MultiheadAttention", "same shape"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), attn_mask=[[True]]),
+     TypeError, "MultiheadAttention", "attn_mask"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32),
+                                        attn_mask=np.zeros((3, 3), np.int8)),
+     TypeError, "MultiheadAttention", "int8"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32),
+                                        attn_mask=np.zeros((2, 3, 3), bool)),
+     ValueError, "MultiheadAttention", "(4, 3, 3)"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32),
+                                        key_padding_mask=np.zeros((3, 2), bool)),
+     ValueError, "MultiheadAttention", "key_padding_mask"),
+]
+
+
+@pytest.mark.parametrize("call, error, owner, fragment", BAD_CALLS)
+def test_a_bad_input_names_the_class_and_what_is_wrong(call, error, owner, fragment):
+    with pytest.raises(error) as excinfo:
+        call()
+    message = str(excinfo.value)
+    assert message.startswith(f"{owner}: ") and fragment in message, message
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint64])
+def test_embedding_takes_any_integer_dtype_and_an_empty_index_array(dtype):
+    layer = L.Embedding(4, 2)
+    indices = np.array([[3, 0], [1, 1]], dtype=dtype)
+    np.testing.assert_array_equal(layer(indices), layer.weight.data[indices.astype(np.int64)])
+    layer.drop_saved()
+    assert layer(np.zeros((0, 3), dtype=dtype)).shape == (0, 3, 2)
+
+
+def test_layer_norm_takes_an_input_that_is_exactly_the_normalized_shape():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    ours = L.LayerNorm((2, 3)).to(np.float64)(x)
+    theirs = torch.nn.LayerNorm((2, 3), dtype=torch.float64)(torch.tensor(x))
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
