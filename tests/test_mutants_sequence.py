@@ -424,3 +424,120 @@ def test_layer_norm_takes_an_input_that_is_exactly_the_normalized_shape():
     ours = L.LayerNorm((2, 3)).to(np.float64)(x)
     theirs = torch.nn.LayerNorm((2, 3), dtype=torch.float64)(torch.tensor(x))
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- behaviour
+def test_lstm_state_parts_left_as_none_are_zeros_in_and_out():
+    lstm = _randomized(L.LSTM(2, 3, num_layers=2))
+    draw = np.random.default_rng(3)
+    x, h0, c0 = draw.standard_normal((4, 2, 2)), *draw.standard_normal((2, 2, 2, 3))
+    d_output, dh, dc = draw.standard_normal((4, 2, 3)), *draw.standard_normal((2, 2, 2, 3))
+    zeros = np.zeros_like(h0)
+    for hx, explicit, d_state, d_explicit in [((h0, None), (h0, zeros), (dh, None), (dh, zeros)),
+                                              ((None, c0), (zeros, c0), (None, dc), (zeros, dc))]:
+        results = []
+        for state, d_final in ((hx, d_state), (explicit, d_explicit)):
+            lstm.zero_grad()
+            output, (h_n, c_n) = lstm(x, state)
+            dx = lstm.backward(d_output, d_final)
+            results.append([output, h_n, c_n, dx, *lstm.grad_initial_state,
+                            *(p.grad.copy() for p in lstm.parameters())])
+        for got, expected in zip(*results):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", RECURRENT)
+@pytest.mark.parametrize("p", [0.25, 0.75])
+def test_dropout_between_recurrent_layers_is_inverted_dropout(cls, p):
+    """A 2-layer net in training equals layer 0, then ``x * keep / (1 - p)`` with the mask
+    minidl's generator draws, then layer 1; backward likewise in reverse."""
+    from minidl import backend
+    net = _randomized(cls(2, 3, num_layers=2, dropout=p)).train()
+    first, second = cls(2, 3).to(np.float64), cls(3, 3).to(np.float64)
+    for name, param in net.named_parameters():
+        layer = first if name.endswith("_l0") else second
+        getattr(layer, name[:-1] + "0").data[...] = param.data
+    draw = np.random.default_rng(4)
+    x, d_output = draw.standard_normal((5, 2, 2)), draw.standard_normal((5, 2, 3))
+
+    backend.seed(11)
+    output, _ = net(x)
+    dx = net.backward(d_output)
+    backend.seed(11)
+    keep = backend.rng().random((5, 2, 3), dtype=np.float64) >= p
+    middle, _ = first(x)
+    expected, _ = second(middle * keep / (1 - p))
+    np.testing.assert_allclose(output, expected, rtol=1e-12, atol=1e-14)
+    expected_dx = first.backward(second.backward(d_output) * keep / (1 - p))
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-12, atol=1e-14)
+    assert not keep.all() and keep.any()
+
+
+def test_encoder_layer_batch_first_is_the_same_layer_on_swapped_axes():
+    draw = np.random.default_rng(5)
+    x = draw.standard_normal((4, 3, 8))  # (S, N, E)
+    dy = draw.standard_normal((4, 3, 8))
+    padding = np.zeros((3, 4), dtype=bool)
+    padding[1, 2:] = True
+    results = []
+    for batch_first in (False, True):
+        layer = _randomized(L.TransformerEncoderLayer(8, 2, 6, dropout=0.0,
+                                                      batch_first=batch_first), 6)
+        src, grad = (x.swapaxes(0, 1), dy.swapaxes(0, 1)) if batch_first else (x, dy)
+        y = layer(src, src_key_padding_mask=padding)
+        dx = layer.backward(grad)
+        if batch_first:
+            y, dx = y.swapaxes(0, 1), dx.swapaxes(0, 1)
+        results.append((y, dx))
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_is_causal_means_the_causal_mask(norm_first):
+    x = np.random.default_rng(7).standard_normal((5, 2, 4))
+    make = lambda: _randomized(L.TransformerEncoderLayer(4, 2, 6, dropout=0.0,  # noqa: E731
+                                                         norm_first=norm_first), 8)
+    causal = make()(x, is_causal=True)
+    masked = make()(x, src_mask=np.triu(np.ones((5, 5), dtype=bool), 1))
+    unmasked = make()(x)
+    np.testing.assert_allclose(causal, masked, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(causal, unmasked)
+    np.testing.assert_allclose(causal[-1], unmasked[-1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_attention_without_bias_and_with_a_float_padding_mask_matches_torch(batch_first):
+    torch = pytest.importorskip("torch")
+    e, h, length, source, n = 4, 2, 3, 5, 2
+    mha = _randomized(L.MultiheadAttention(e, h, bias=False, batch_first=batch_first), 2)
+    t = torch.nn.MultiheadAttention(e, h, bias=False, batch_first=batch_first,
+                                    dtype=torch.float64)
+    with torch.no_grad():
+        t.in_proj_weight.copy_(torch.tensor(mha.in_proj_weight.data))
+        t.out_proj.weight.copy_(torch.tensor(mha.out_proj.weight.data.T))
+    draw = np.random.default_rng(3)
+    shape = (lambda s: (n, s, e)) if batch_first else (lambda s: (s, n, e))
+    q, k, v = draw.standard_normal(shape(length)), *(draw.standard_normal(shape(source))
+                                                     for _ in range(2))
+    padding = draw.standard_normal((n, source))
+    attn_mask = draw.random((length, source)) < 0.3
+    attn_mask[:, 0] = False
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    out, weights = mha(q, k, v, key_padding_mask=padding, attn_mask=attn_mask,
+                       average_attn_weights=False)
+    t_out, t_weights = t(tq, tk, tv, key_padding_mask=torch.tensor(padding),
+                         attn_mask=torch.tensor(attn_mask).double().masked_fill(
+                             torch.tensor(attn_mask), float("-inf")),
+                         average_attn_weights=False)
+    dy = draw.standard_normal(out.shape)
+    (t_out * torch.tensor(dy)).sum().backward()
+    dq, dk, dv = mha.backward(dy)
+    close = dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), **close)
+    np.testing.assert_allclose(weights, t_weights.detach().numpy(), **close)
+    for ours, theirs in ((dq, tq), (dk, tk), (dv, tv)):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), **close)
+    np.testing.assert_allclose(mha.in_proj_weight.grad, t.in_proj_weight.grad.numpy(), **close)
+    np.testing.assert_allclose(mha.out_proj.weight.grad, t.out_proj.weight.grad.numpy().T,
+                               **close)
