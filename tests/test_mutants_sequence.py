@@ -541,3 +541,84 @@ def test_attention_without_bias_and_with_a_float_padding_mask_matches_torch(batc
     np.testing.assert_allclose(mha.in_proj_weight.grad, t.in_proj_weight.grad.numpy(), **close)
     np.testing.assert_allclose(mha.out_proj.weight.grad, t.out_proj.weight.grad.numpy().T,
                                **close)
+
+
+def _after_forward(make, x, *args):
+    layer = make()
+    layer(x, *args)
+    return layer
+
+
+X_SEQ = np.zeros((5, 2, 3), F32)
+X_ATT = np.zeros((3, 2, 4), F32)
+
+BAD_BACKWARDS = [
+    # (layer after a forward, dy, error, owner, what the message must name)
+    (lambda: _after_forward(lambda: L.GRU(3, 4), X_SEQ), np.zeros((5, 2, 4)), TypeError,
+     "GRU.backward", "float64"),
+    (lambda: _after_forward(lambda: L.LSTM(3, 4, batch_first=True), X_SEQ),
+     np.zeros((2, 5, 4), F32), ValueError, "LSTM.backward", "(5, 2, 4)"),
+    (lambda: _after_forward(lambda: L.RNN(3, 4, bidirectional=True), X_SEQ),
+     np.zeros((5, 2, 4), F32), ValueError, "RNN.backward", "(5, 2, 8)"),
+    (lambda: _after_forward(lambda: L.RNN(3, 4), X_SEQ), np.zeros((5, 2, 4)).tolist(),
+     TypeError, "RNN.backward", "list"),
+    (lambda: _after_forward(lambda: L.MultiheadAttention(4, 2), X_ATT),
+     np.zeros((3, 2, 4)), TypeError, "MultiheadAttention.backward", "float64"),
+    (lambda: _after_forward(lambda: L.MultiheadAttention(4, 2, batch_first=True), X_ATT),
+     np.zeros((2, 3, 4), F32), ValueError, "MultiheadAttention.backward", "(3, 2, 4)"),
+    (lambda: _after_forward(lambda: L.MultiheadAttention(4, 2), X_ATT, np.zeros((6, 2, 4), F32)),
+     np.zeros((6, 2, 4), F32), ValueError, "MultiheadAttention.backward", "(3, 2, 4)"),
+    (lambda: _after_forward(lambda: L.Embedding(4, 3), np.array([[0, 1]])),
+     np.zeros((1, 2, 4), F32), ValueError, "Embedding.backward", "(1, 2, 3)"),
+    (lambda: _after_forward(lambda: L.LayerNorm(4), X_ATT), np.zeros((3, 2, 4)), TypeError,
+     "LayerNorm.backward", "float64"),
+]
+
+
+@pytest.mark.parametrize("make, dy, error, owner, fragment", BAD_BACKWARDS)
+def test_a_bad_output_gradient_names_the_layer_and_what_is_wrong(make, dy, error, owner,
+                                                                 fragment):
+    layer = make()
+    with pytest.raises(error) as excinfo:
+        layer.backward(dy)
+    message = str(excinfo.value)
+    assert message.startswith(f"{owner}: ") and fragment in message, message
+
+
+@pytest.mark.parametrize("make, d_state, fragment", [
+    (lambda: L.GRU(3, 4), np.zeros((2, 2, 4), F32), "(1, 2, 4)"),
+    (lambda: L.LSTM(3, 4), np.zeros((1, 2, 4), F32), "(h, c)"),
+    (lambda: L.LSTM(3, 4), (None, np.zeros((1, 2, 4))), "state c"),
+])
+def test_a_bad_state_gradient_names_the_layer(make, d_state, fragment):
+    layer = make()
+    output, _ = layer(X_SEQ)
+    with pytest.raises((TypeError, ValueError)) as excinfo:
+        layer.backward(np.zeros_like(output), d_state)
+    message = str(excinfo.value)
+    assert message.startswith(f"{type(layer).__name__}: ") and fragment in message, message
+
+
+@pytest.mark.parametrize("cls", RECURRENT)
+def test_grad_initial_state_is_none_until_a_backward_through_a_given_state(cls):
+    layer = cls(3, 4)
+    assert layer.grad_initial_state is None
+    state = np.ones((1, 2, 4), F32)
+    output, _ = layer(X_SEQ, (state, state) if cls is L.LSTM else state)
+    layer.backward(np.ones_like(output))
+    got = layer.grad_initial_state
+    assert all(g.shape == (1, 2, 4) and g.dtype == F32 for g in
+               (got if cls is L.LSTM else (got,)))
+    output, _ = layer(X_SEQ)
+    layer.backward(np.ones_like(output))
+    assert layer.grad_initial_state is None
+
+
+def test_attention_keeps_the_last_weights_and_forgets_saved_values_on_drop():
+    mha = L.MultiheadAttention(4, 2)
+    assert mha.attn_weights is None
+    _, weights = mha(X_ATT, average_attn_weights=False)
+    assert mha.attn_weights is weights and weights.shape == (2, 2, 3, 3)
+    mha.drop_saved()
+    with pytest.raises(RuntimeError, match="^MultiheadAttention.backward: nothing saved"):
+        mha.backward(np.zeros_like(X_ATT))
