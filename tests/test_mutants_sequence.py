@@ -622,3 +622,17 @@ def test_attention_keeps_the_last_weights_and_forgets_saved_values_on_drop():
     mha.drop_saved()
     with pytest.raises(RuntimeError, match="^MultiheadAttention.backward: nothing saved"):
         mha.backward(np.zeros_like(X_ATT))
+
+
+@pytest.mark.parametrize("make", [lambda: L.LayerNorm(4, elementwise_affine=False),
+                                  lambda: L.GroupNorm(2, 4, affine=False)])
+def test_overwriting_the_output_does_not_change_the_backward(make):
+    """Without affine parameters y is a copy of the cached xhat, not the cache itself."""
+    draw = np.random.default_rng(2)
+    x, dy = draw.standard_normal((3, 4)), draw.standard_normal((3, 4))
+    layer = make().to(np.float64)
+    layer(x)
+    expected = layer.backward(dy)
+    y = layer(x)
+    y[...] = 7.0
+    np.testing.assert_allclose(layer.backward(dy), expected, rtol=1e-12, atol=1e-14)
