@@ -53,6 +53,7 @@ BAD_ARGUMENTS = [
     (lambda: L.GroupNorm(2.0, 4), TypeError, "GroupNorm", "num_groups"),
     (lambda: L.GroupNorm(2, 4.0), TypeError, "GroupNorm", "num_channels"),
     (lambda: L.GroupNorm(3, 4), ValueError, "GroupNorm", "num_groups"),
+    (lambda: L.GroupNorm(3, 4), ValueError, "GroupNorm", "num_channels"),
     (lambda: L.GroupNorm(2, 4, eps=0.0), ValueError, "GroupNorm", "eps"),
     (lambda: L.GroupNorm(2, 4, affine=1), TypeError, "GroupNorm", "affine"),
     (lambda: L.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "RNN", "nonlinearity"),
@@ -60,6 +61,7 @@ BAD_ARGUMENTS = [
     (lambda: L.MultiheadAttention(4.0, 1), TypeError, "MultiheadAttention", "embed_dim"),
     (lambda: L.MultiheadAttention(4, 0), ValueError, "MultiheadAttention", "num_heads"),
     (lambda: L.MultiheadAttention(6, 4), ValueError, "MultiheadAttention", "num_heads"),
+    (lambda: L.MultiheadAttention(6, 4), ValueError, "MultiheadAttention", "embed_dim"),
     (lambda: L.MultiheadAttention(4, 2, dropout=1.0), ValueError, "MultiheadAttention",
      "dropout"),
     (lambda: L.MultiheadAttention(4, 2, dropout=-0.1), ValueError, "MultiheadAttention",
@@ -381,7 +383,13 @@ BAD_CALLS = [
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), [[0.0]]), TypeError,
      "MultiheadAttention", "key"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 4), F32)),
-     ValueError, "MultiheadAttention", "key"),
+     ValueError, "MultiheadAttention", "key of shape (S, N, E)"),
+    (lambda: L.MultiheadAttention(4, 2, batch_first=True)(np.zeros((3, 2, 4), F32),
+                                                          np.zeros((3, 4), F32)),
+     ValueError, "MultiheadAttention", "key of shape (N, S, E)"),
+    (lambda: L.MultiheadAttention(4, 2, batch_first=True)(np.zeros((3, 2, 4), F32),
+                                                          np.zeros((2, 2, 4), F32)),
+     ValueError, "MultiheadAttention", "batch size"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4), F32),
                                         np.zeros((3, 2, 5), F32)),
      ValueError, "MultiheadAttention", "value"),
@@ -397,7 +405,7 @@ BAD_CALLS = [
      TypeError, "MultiheadAttention", "int8"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32),
                                         attn_mask=np.zeros((2, 3, 3), bool)),
-     ValueError, "MultiheadAttention", "(4, 3, 3)"),
+     ValueError, "MultiheadAttention", "attn_mask of shape (3, 3) or (4, 3, 3)"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32),
                                         key_padding_mask=np.zeros((3, 2), bool)),
      ValueError, "MultiheadAttention", "key_padding_mask"),
@@ -575,6 +583,14 @@ BAD_BACKWARDS = [
      np.zeros((1, 2, 4), F32), ValueError, "Embedding.backward", "(1, 2, 3)"),
     (lambda: _after_forward(lambda: L.LayerNorm(4), X_ATT), np.zeros((3, 2, 4)), TypeError,
      "LayerNorm.backward", "float64"),
+    (lambda: _after_forward(lambda: L.TransformerEncoderLayer(4, 2, 6), X_ATT),
+     np.zeros((2, 3, 4), F32), ValueError, "TransformerEncoderLayer.backward", "(3, 2, 4)"),
+    (lambda: L.TransformerEncoderLayer(4, 2, 6), X_ATT, RuntimeError,
+     "TransformerEncoderLayer.backward", "nothing saved"),
+    (lambda: L.LSTM(3, 4), X_SEQ, RuntimeError, "LSTM.backward", "nothing saved"),
+    (lambda: L.Embedding(3, 4), X_SEQ, RuntimeError, "Embedding.backward", "nothing saved"),
+    (lambda: L.MultiheadAttention(4, 2), X_ATT, RuntimeError, "MultiheadAttention.backward",
+     "nothing saved"),
 ]
 
 
@@ -639,3 +655,53 @@ def test_overwriting_the_output_does_not_change_the_backward(make):
     y = layer(x)
     y[...] = 7.0
     np.testing.assert_allclose(layer.backward(dy), expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("make, x", [(lambda: L.MultiheadAttention(4, 2), X_ATT),
+                                     (lambda: L.TransformerEncoderLayer(4, 2, 6), X_ATT)])
+def test_a_second_backward_without_a_forward_is_refused(make, x):
+    layer = make()
+    y = layer(x)
+    dy = np.ones_like(y[0] if isinstance(y, tuple) else y)
+    layer.backward(dy)
+    with pytest.raises(RuntimeError) as excinfo:
+        layer.backward(dy)
+    assert str(excinfo.value).startswith(f"{type(layer).__name__}.backward: nothing saved")
+
+
+@pytest.mark.parametrize("mode", ["self", "cross"])
+def test_attention_dropout_acts_in_training_only(mode):
+    draw = np.random.default_rng(9)
+    x, key = draw.standard_normal((3, 2, 4)), draw.standard_normal((5, 2, 4))
+    args = (x,) if mode == "self" else (x, key)
+    with_dropout = _randomized(L.MultiheadAttention(4, 2, dropout=0.5), 1)
+    without = _randomized(L.MultiheadAttention(4, 2), 1)
+    expected, _ = without(*args)
+    got, _ = with_dropout.eval()(*args)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    trained, _ = with_dropout.train()(*args)
+    assert not np.allclose(trained, expected)
+
+
+def test_float32_attention_stays_float32_with_float64_and_boolean_masks():
+    mha = L.MultiheadAttention(4, 2)
+    draw = np.random.default_rng(0)
+    x = draw.standard_normal((3, 2, 4)).astype(F32)
+    for masks in ({"attn_mask": draw.standard_normal((3, 3))},
+                  {"attn_mask": np.eye(3, dtype=bool)[::-1]},
+                  {"key_padding_mask": draw.standard_normal((2, 3))},
+                  {"key_padding_mask": np.array([[False, True, False], [False] * 3])}):
+        out, weights = mha(x, **masks)
+        assert out.dtype == F32 and weights.dtype == F32, masks
+        assert mha.backward(np.ones_like(out)).dtype == F32
+
+
+def test_lstm_takes_its_state_as_a_list_pair_too():
+    lstm = L.LSTM(3, 4)
+    draw = np.random.default_rng(0)
+    x, h0, c0 = (draw.standard_normal(s).astype(F32) for s in ((5, 2, 3), (1, 2, 4), (1, 2, 4)))
+    as_tuple = lstm(x, (h0, c0))
+    lstm.drop_saved()
+    as_list = lstm(x, [h0, c0])
+    np.testing.assert_array_equal(as_list[0], as_tuple[0])
+    np.testing.assert_array_equal(as_list[1][1], as_tuple[1][1])
