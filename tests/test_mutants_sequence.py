@@ -705,3 +705,29 @@ def test_lstm_takes_its_state_as_a_list_pair_too():
     as_list = lstm(x, [h0, c0])
     np.testing.assert_array_equal(as_list[0], as_tuple[0])
     np.testing.assert_array_equal(as_list[1][1], as_tuple[1][1])
+
+
+# --------------------------------------------------------------------------- known bugs
+@pytest.mark.xfail(strict=True, reason="TransformerEncoderLayer passes nhead, dropout, "
+                   "batch_first and layer_norm_eps to its sublayers unchecked: the error "
+                   "names MultiheadAttention/LayerNorm and num_heads/eps, not the class and "
+                   "the argument the user passed")
+@pytest.mark.parametrize("kwargs, error, label", [
+    ({"nhead": 3}, ValueError, "nhead"),
+    ({"nhead": 2.0}, TypeError, "nhead"),
+    ({"nhead": 2, "dropout": 1.0}, ValueError, "dropout"),
+    ({"nhead": 2, "batch_first": 1}, TypeError, "batch_first"),
+    ({"nhead": 2, "layer_norm_eps": 0.0}, ValueError, "layer_norm_eps"),
+])
+def test_encoder_layer_errors_name_the_encoder_layer_and_its_own_argument(kwargs, error, label):
+    with pytest.raises(error) as excinfo:
+        L.TransformerEncoderLayer(8, **kwargs)
+    assert_names(excinfo, "TransformerEncoderLayer", label)
+
+
+@pytest.mark.xfail(strict=True, reason="LayerNorm checks bias only when elementwise_affine "
+                   "is True: LayerNorm(4, elementwise_affine=False, bias='x') is accepted")
+def test_layer_norm_checks_bias_without_affine_parameters_too():
+    with pytest.raises(TypeError) as excinfo:
+        L.LayerNorm(4, elementwise_affine=False, bias="x")
+    assert_names(excinfo, "LayerNorm", "bias")
