@@ -400,6 +400,8 @@ BAD_CALLS = [
      ValueError, "MultiheadAttention", "same shape"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), attn_mask=[[True]]),
      TypeError, "MultiheadAttention", "attn_mask"),
+    (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), key_padding_mask=[[True]]),
+     TypeError, "MultiheadAttention", "got list"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32),
                                         attn_mask=np.zeros((3, 3), np.int8)),
      TypeError, "MultiheadAttention", "int8"),
