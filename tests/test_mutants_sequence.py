@@ -216,6 +216,9 @@ def test_normalization_parameters_start_at_one_and_zero_with_pytorchs_eps():
     assert L.LayerNorm(3).elementwise_affine is True
     assert L.LayerNorm(3, elementwise_affine=False).weight is None
     assert L.LayerNorm(3, elementwise_affine=False).bias is None
+    for layer in (L.LayerNorm(3, elementwise_affine=False), L.GroupNorm(2, 4, affine=False)):
+        assert layer.weight is None and layer.bias is None
+        assert list(layer.state_dict()) == [] and list(layer.parameters()) == []
 
 
 def test_attention_starts_xavier_uniform_with_zero_biases_as_in_pytorch():
@@ -356,6 +359,10 @@ BAD_CALLS = [
     (lambda: L.LayerNorm((2, 3))(np.zeros((3, 3), F32)), ValueError, "LayerNorm", "(3, 3)"),
     (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), H0), TypeError, "LSTM",
      "(h, c)"),
+    (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), H0), TypeError, "LSTM",
+     "got ndarray"),
+    (lambda: L.LayerNorm("4"), TypeError, "LayerNorm", "got '4' (str)"),
+    (lambda: L.LayerNorm(()), TypeError, "LayerNorm", "got () (tuple)"),
     (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), (H0,)), TypeError, "LSTM",
      "(h, c)"),
     (lambda: L.LSTM(3, 4, num_layers=2)(np.zeros((5, 2, 3), F32), (H0, H0, H0)), TypeError,
