@@ -207,6 +207,18 @@ def test_embedding_starts_standard_normal_as_in_pytorch():
     assert abs(weight.mean()) < 0.03 and abs(weight.std() - 1.0) < 0.03
 
 
+@pytest.mark.parametrize("cls", RECURRENT)
+def test_recurrent_weights_start_uniform_over_the_whole_pytorch_range(cls):
+    """U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias: centred, reaching both ends."""
+    hidden = 64
+    bound = 1 / np.sqrt(hidden)
+    layer = cls(32, hidden, num_layers=2, bidirectional=True)
+    values = np.concatenate([param.data.ravel() for param in layer.parameters()])
+    assert values.min() >= -bound and values.max() <= bound
+    assert values.min() < -0.99 * bound and values.max() > 0.99 * bound
+    assert abs(values.mean()) < 0.02 * bound
+
+
 def test_normalization_parameters_start_at_one_and_zero_with_pytorchs_eps():
     for layer, shape in ((L.LayerNorm((2, 3)), (2, 3)), (L.GroupNorm(2, 4), (4,))):
         assert layer.eps == 1e-5
@@ -382,6 +394,8 @@ BAD_CALLS = [
     (lambda: L.GRU(3, 4, batch_first=True)(np.zeros((2, 0, 3), F32)), ValueError, "GRU",
      "(N, T, input_size)"),
     (lambda: L.RNN(3, 4)(np.zeros((0, 2, 3), F32)), ValueError, "RNN", "(T, N, input_size)"),
+    (lambda: L.LSTM(3, 4, batch_first=True)(np.zeros((2, 3), F32)), ValueError, "LSTM",
+     "shape (N, T, input_size)"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4))),
      TypeError, "MultiheadAttention", "key"),
     (lambda: L.MultiheadAttention(4, 2)(np.zeros((3, 2, 4), F32), np.zeros((3, 2, 4), F32),
