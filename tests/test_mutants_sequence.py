@@ -10,6 +10,13 @@ the gradient checks pinned the formulas, not these.
   PyTorch's, Embedding starts N(0, 1), biases start at zero, the encoder layer's
   defaults (dim_feedforward=2048, dropout=0.1, eps=1e-5, relu).
 * A second backward ACCUMULATES into every parameter gradient.
+* Bad inputs, states, masks and output gradients: the right type, the class (or
+  ``Class.backward``) first, then what was expected and what was given.
+* Behaviour no gradient check sees: inverted dropout between recurrent layers (values and
+  backward), dropout only in training, ``is_causal`` = the causal mask, ``batch_first`` =
+  the same layer on swapped axes, LSTM state parts left as None are zeros, float32 stays
+  float32 with float64 masks, an overwritten output does not change the backward.
+* Two bugs found on the way are strict xfails at the end (see their reasons).
 """
 import re
 
