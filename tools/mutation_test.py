@@ -78,8 +78,10 @@ def run(args):
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", args.dir], input=archive, check=True)
         write_config(args.dir, files_in_scope(args.dir, args.only))
+    # One thread everywhere: mutmut forks a worker per mutant, and a child forked while
+    # an OpenMP team (PyTorch's, in the reference tests) exists waits on it for ever.
     environment = dict(os.environ, HYPOTHESIS_PROFILE="mutation", OPENBLAS_NUM_THREADS="1",
-                       MINIDL_NUM_THREADS="1")
+                       OMP_NUM_THREADS="1", MINIDL_NUM_THREADS="1")
     mutants = list(args.mutants)
     if args.sample:
         mutants += sample_not_run(args.dir, args.sample, environment)

@@ -66,7 +66,7 @@ class LayerNorm(Module):
                                                  "LayerNorm")
         affine = self.elementwise_affine
         self.weight = Param(initializers.ones(self.normalized_shape)) if affine else None
-        use_bias = affine and checks.boolean(bias, "bias", "LayerNorm")
+        use_bias = checks.boolean(bias, "bias", "LayerNorm") and affine
         self.bias = Param(initializers.zeros(self.normalized_shape)) if use_bias else None
 
     def _axes(self):

@@ -40,6 +40,16 @@ class TransformerEncoderLayer(Module):
         dim_feedforward = checks.positive_int(dim_feedforward, "dim_feedforward", name)
         self.norm_first = checks.boolean(norm_first, "norm_first", name)
         activation = checks.choice(activation, "activation", name, ("relu", "gelu"))
+        # The sublayers check these again; checking here names this class and the
+        # argument the user passed (nhead, not MultiheadAttention's num_heads).
+        nhead = checks.positive_int(nhead, "nhead", name)
+        if self.d_model % nhead:
+            raise ValueError(f"{name}: d_model ({self.d_model}) must be divisible by nhead "
+                             f"({nhead})")
+        dropout = checks.real_number(dropout, "dropout", name, 0.0, 1.0, high_open=True)
+        batch_first = checks.boolean(batch_first, "batch_first", name)
+        layer_norm_eps = checks.real_number(layer_norm_eps, "layer_norm_eps", name, 0.0,
+                                            low_open=True)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout, batch_first=batch_first)
         self.linear1 = Linear(self.d_model, dim_feedforward)
         self.dropout = Dropout(dropout)
