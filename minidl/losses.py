@@ -191,11 +191,8 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, label_smoothing=0.0, ignore_index=-100, check_values=None):
         super().__init__(check_values)
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
-                or not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be a number in [0, 1], "
-                             f"got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = real_number(label_smoothing, "label_smoothing",
+                                           "CrossEntropyLoss", 0.0, 1.0)
         self.ignore_index = integer(ignore_index, "ignore_index", "CrossEntropyLoss")
 
     def _targets(self, logits, target):

@@ -1,0 +1,534 @@
+"""Contracts of the gradient checker and the losses that the mutation run showed unpinned
+(issue 12): a checker that is wrong must fail these tests, not pass every layer.
+
+* The checker: its relative error and its floor ``atol / rtol``, its default tolerances
+  and step, centered differences, a random upstream gradient, every parameter checked,
+  the layer's dtype/state/mode/flags/random stream restored, the report table.
+* ``ModelWithLoss`` / ``check_model_with_loss`` in process (the network tests are slow).
+* The losses: the dtype of the loss and gradient, ``check_values`` kept, constructor
+  errors naming the class and the argument, the layout each loss expects.
+"""
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from minidl import backend, layers as L, losses
+from minidl.gradcheck import (ModelWithLoss, assert_gradients, assert_loss_gradients,
+                              check_layer, check_loss, check_model_with_loss, main,
+                              numerical_gradient, rel_error)
+from minidl.module import Module, Param
+
+DRAW = np.random.default_rng(12)
+
+
+# --------------------------------------------------------------------------- test layers
+class Scale(Module):
+    """``y = x * weight + bias`` per feature, with deliberately wrong gradients on request.
+
+    x: (N, F). ``*_factor`` multiplies a true gradient, ``*_offset`` is added to one entry
+    (``offset_at``) of it: the errors a checker must see (or tolerate).
+    """
+
+    def __init__(self, weight, bias=None, dx_factor=1.0, dw_factor=1.0, db_factor=1.0,
+                 dx_offset=0.0, dw_offset=0.0, offset_at=None):
+        super().__init__()
+        self.weight = Param(np.array(weight, dtype=np.float64))
+        self.bias = Param(np.zeros_like(self.weight.data) if bias is None
+                          else np.array(bias, dtype=np.float64))
+        self.errors = dx_factor, dw_factor, db_factor, dx_offset, dw_offset, offset_at
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x * self.weight.data + self.bias.data
+
+    def backward(self, dy):
+        x = self.saved_for_backward(dy)
+        dx_factor, dw_factor, db_factor, dx_offset, dw_offset, offset_at = self.errors
+        self.weight.grad += dw_factor * (dy * x).sum(axis=0)
+        self.bias.grad += db_factor * dy.sum(axis=0)
+        dx = dx_factor * dy * self.weight.data
+        if offset_at is not None:
+            dx[offset_at] += dx_offset
+            self.weight.grad[offset_at[-1]] += dw_offset
+        return dx
+
+
+class Cube(Module):
+    """``y = x^3``: at x = 0 the true gradient is 0 and the centered difference eps^2 dy."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x ** 3
+
+    def backward(self, dy):
+        return 3 * self.saved_for_backward(dy) ** 2 * dy
+
+
+class SoftmaxWithoutBackward(L.Softmax):
+    """Softmax whose backward returns 0: right for an all-ones dy (rows sum to 1), wrong
+    for any other dy. A checker with dy = 1 would pass it."""
+
+    def backward(self, dy):
+        return np.zeros_like(super().backward(dy))
+
+
+class BatchNormWithoutInputGradient(L.BatchNorm1d):
+    """dx = 0: right only when dy equals x (dy == x makes BatchNorm's dx vanish)."""
+
+    def backward(self, dy):
+        return np.zeros_like(super().backward(dy))
+
+
+def _table_rows(result):
+    return result.table().split("\n")
+
+
+# --------------------------------------------------------------------------- rel_error
+@pytest.mark.parametrize("a, b, kwargs, expected", [
+    ([3.0], [1.0], {}, 0.5),                                # |3-1| / (3+1)
+    ([1.0, -3.0], [1.0, 1.0], {}, 1.0),                     # the largest entry, signs count
+    ([2.0, 5.0], [2.0, 5.0], {}, 0.0),
+    ([0.0], [0.0], {}, 0.0),                                # 0/0 read as 0, not NaN
+    ([0.0], [1e-40], {}, 1e-40 / 1e-30),                    # below the floor tiny = 1e-30
+    ([0.0], [1e-40], {"tiny": 1e-50}, 1.0),
+    ([[1.0, 2.0]], [[1.0, 2.5]], {}, 0.5 / 4.5),
+    (np.zeros((0, 3)), np.zeros((0, 3)), {}, 0.0),
+])
+def test_rel_error_is_the_documented_formula(a, b, kwargs, expected):
+    error = rel_error(np.array(a), np.array(b), **kwargs)
+    assert type(error) is float
+    assert error == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_rel_error_refuses_different_shapes():
+    with pytest.raises(ValueError, match=r"rel_error: shapes differ, \(2,\) vs \(3,\)"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+# --------------------------------------------------------------------------- numerical_gradient
+def test_numerical_gradient_is_a_centered_difference():
+    x = DRAW.uniform(0.5, 2.0, (2, 3)) * DRAW.choice([-1, 1], (2, 3))
+    c = DRAW.standard_normal((2, 3))
+    before = x.copy()
+    calls = []
+
+    def f(values):
+        calls.append(values)
+        return float((c * values ** 3).sum())
+
+    grad = numerical_gradient(f, x)
+    assert grad.shape == (2, 3) and grad.dtype == np.float64
+    # centered: error ~ c eps^2 (1e-12); a one-sided difference is off by ~3 c x eps (1e-6)
+    np.testing.assert_allclose(grad, 3 * c * x ** 2, rtol=1e-8)
+    np.testing.assert_array_equal(x, before)  # every entry restored
+    assert len(calls) == 2 * x.size and all(v is x for v in calls)  # perturbed in place
+
+
+@pytest.mark.parametrize("kwargs, eps", [({}, 1e-6), ({"eps": 1e-3}, 1e-3)])
+def test_numerical_gradient_step(kwargs, eps):
+    # (eps^3 - (-eps)^3) / (2 eps) = eps^2: reads back the step that was taken
+    grad = numerical_gradient(lambda v: float((v ** 3).sum()), np.zeros(2), **kwargs)
+    np.testing.assert_allclose(grad, [eps ** 2, eps ** 2], rtol=1e-6)
+
+
+def test_numerical_gradient_refuses_a_transposed_view_but_takes_an_empty_array():
+    with pytest.raises(ValueError, match="numerical_gradient: x must be a contiguous array"):
+        numerical_gradient(lambda v: 0.0, np.zeros((3, 4)).T)  # no flat view of it
+    for empty in (np.zeros((0, 3)), np.zeros((3, 0)).T):
+        grad = numerical_gradient(lambda v: 1 / 0, empty)  # f is never called
+        assert grad.shape == empty.shape
+
+
+# --------------------------------------------------------------------------- tolerances
+X = DRAW.standard_normal((3, 4))
+W = DRAW.uniform(0.5, 1.5, 4)
+
+
+@pytest.mark.parametrize("errors, kwargs, passed", [
+    # relative error |a-b| / (|a|+|b|) = r / (2 + r) for a factor 1 + r: rtol is 1e-5
+    ({"dx_factor": 1 + 1.9e-5}, {}, True),
+    ({"dx_factor": 1 + 2.1e-5}, {}, False),                  # max(|a|,|b|) would fail 1.9e-5
+    ({"dx_factor": 1 + 1e-3}, {}, False),
+    ({"dx_factor": 1 + 1e-3}, {"rtol": 1e-3}, True),
+    # where the true gradient is 0 (weight 0), the test reads |a - b| <= atol = 1e-7
+    ({"dx_offset": 0.9e-7}, {}, True),
+    ({"dx_offset": 1.1e-7}, {}, False),
+    ({"dx_offset": 0.9e-7}, {"atol": 1e-9}, False),
+    ({"dx_offset": 0.9e-5}, {"atol": 1e-5}, True),
+])
+def test_check_layer_tolerances(errors, kwargs, passed):
+    weight = W.copy()
+    if "dx_offset" in errors:
+        weight[2] = 0.0
+        errors = dict(errors, offset_at=(1, 2))
+    result = check_layer(Scale(weight, **errors), X, **kwargs)
+    assert result.entries["input"]["passed"] is passed, result.table()
+    assert result.passed is passed
+    assert result.entries["weight"]["passed"] and result.entries["bias"]["passed"]
+
+
+@pytest.mark.parametrize("kwargs, eps", [({}, 1e-6), ({"eps": 1e-3}, 1e-3)])
+def test_check_layer_step_is_centered_with_eps(kwargs, eps):
+    x = np.zeros((1, 3))
+    result = check_layer(Cube(), x, dy=np.ones((1, 3)), **kwargs)
+    numeric = [entry[2] for entry in result.entries["input"]["worst"]]
+    np.testing.assert_allclose(numeric, [eps ** 2] * 3, rtol=1e-6)  # reads back the step
+    assert result.passed is (eps ** 2 <= 1e-7)  # a coarse step no longer passes
+
+
+def test_check_layer_reports_the_worst_entries():
+    weight = W.copy()
+    result = check_layer(Scale(weight, dx_offset=0.5, offset_at=(1, 2)), X)
+    entry = result.entries["input"]
+    assert not entry["passed"]
+    assert len(entry["worst"]) == 5  # at most 5 of the 12 entries
+    index, analytic, numeric = entry["worst"][0]
+    assert index == (1, 2)
+    assert analytic - numeric == pytest.approx(0.5, rel=1e-6)
+    assert entry["max_abs_error"] == pytest.approx(0.5, rel=1e-6)
+    assert entry["max_rel_error"] == pytest.approx(rel_error(analytic, numeric), rel=1e-12)
+    errors = [rel_error(a, n) if abs(a) + abs(n) > 1e-2 else abs(a - n) / 1e-2
+              for _, a, n in entry["worst"]]
+    assert errors == sorted(errors, reverse=True)
+    assert result.errors == {name: e["max_rel_error"] for name, e in result.entries.items()}
+
+
+def test_check_layer_refuses_a_gradient_of_the_wrong_shape():
+    class WrongShape(Cube):
+        def backward(self, dy):
+            return super().backward(dy)[:, :-1]
+
+    with pytest.raises(ValueError, match=r"gradient shape \(2, 2\) differs .* \(2, 3\)"):
+        check_layer(WrongShape(), np.ones((2, 3)))
+
+
+def test_an_empty_batch_checks_as_zero_error():
+    result = check_layer(L.Linear(3, 2), np.zeros((0, 3)))
+    assert result.passed and result.errors["input"] == 0.0
+    assert result.entries["input"]["max_abs_error"] == 0.0
+
+
+# --------------------------------------------------------------------------- what is checked
+def test_every_parameter_is_checked_and_the_wrong_one_flagged():
+    model = L.Sequential(L.Linear(4, 4), L.Tanh(), Scale(W, db_factor=0.99))
+    result = check_layer(model, X)
+    assert set(result.entries) == {"input", "0.weight", "0.bias", "2.weight", "2.bias"}
+    assert [name for name, e in result.entries.items() if not e["passed"]] == ["2.bias"]
+    assert not result.passed
+
+
+@pytest.mark.parametrize("errors, wrong", [({"dx_factor": 0.99}, "input"),
+                                           ({"dw_factor": 0.99}, "weight"),
+                                           ({"dw_offset": 1e-3, "offset_at": (0, 1)}, "weight")])
+def test_a_wrong_gradient_in_any_tensor_fails_the_check(errors, wrong):
+    for directional in (False, True):
+        result = check_layer(Scale(W, **errors), X, directional=directional)
+        assert {name for name, e in result.entries.items() if not e["passed"]} == {wrong}
+        assert not result.passed
+
+
+def test_directional_check_compares_one_projection_per_tensor():
+    result = check_layer(Scale(W, bias=DRAW.standard_normal(4)), X, directional=True)
+    assert result.passed, result.table()
+    assert all(len(entry["worst"]) == 1 for entry in result.entries.values())
+    # a nonlinear layer: each perturbation is undone before the next tensor is checked
+    model = L.Sequential(L.Linear(4, 3), L.Tanh(), L.Linear(3, 2), L.Sigmoid())
+    assert check_layer(model, X, directional=True, eps=1e-4).passed
+
+
+def test_dy_is_random_not_all_ones():
+    x = DRAW.standard_normal((3, 5))
+    result = check_layer(SoftmaxWithoutBackward(), x)
+    assert not result.passed
+    assert check_layer(SoftmaxWithoutBackward(), x, dy=np.ones((3, 5))).passed  # why
+
+
+def test_dy_is_not_the_input_drawn_with_the_same_seed():
+    for seed in (0, 3):
+        x = np.random.default_rng(seed).standard_normal((6, 3))
+        assert not check_layer(BatchNormWithoutInputGradient(3), x, seed=seed).passed
+
+
+def test_the_seed_draws_dy():
+    layer = Scale(W, dx_factor=1.001)
+    first, again = check_layer(layer, X, seed=1), check_layer(layer, X, seed=1)
+    other = check_layer(layer, X, seed=2)
+    assert first.errors == again.errors
+    assert first.entries["weight"]["max_abs_error"] != other.entries["weight"]["max_abs_error"]
+
+
+# --------------------------------------------------------------------------- layer restored
+def test_a_float32_layer_is_checked_in_float64_and_restored():
+    model = L.Sequential(L.Linear(4, 5), L.BatchNorm1d(5), L.Tanh(), L.Linear(5, 3))
+    x = X.astype(np.float32)
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    model.set_needs_input_grad(False)
+    flags = {name: m.needs_input_grad for name, m in model.named_modules()}
+    assert not all(flags.values())
+    result = check_layer(model, x)
+    assert result.passed, result.table()  # float32 differences would be off by ~1e-3
+    after = model.state_dict()
+    assert list(after) == list(state)
+    for name, value in state.items():  # running statistics of the ~100 passes undone
+        assert after[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert all(p.data.dtype == np.float32 for p in model.parameters())
+    assert {name: m.needs_input_grad for name, m in model.named_modules()} == flags
+    assert x.dtype == np.float32
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_mode_is_kept(training):
+    layer = L.BatchNorm1d(4)
+    layer.running_mean[...] = 0.5
+    layer.running_var[...] = 2.0
+    layer.train(training)
+    result = check_layer(layer, X)
+    assert result.passed, result.table()
+    assert layer.training is training
+
+
+def test_needs_input_grad_off_still_checks_the_input():
+    layer = L.Linear(4, 3).set_needs_input_grad(False)
+    result = check_layer(layer, X)
+    assert "input" in result.entries and result.passed
+    assert layer.needs_input_grad is False
+
+
+def test_dropout_sees_one_mask_and_the_random_stream_is_restored():
+    backend.seed(5)
+    state = backend.get_rng_state()
+    expected = backend.rng().standard_normal(3)
+    backend.set_rng_state(state)
+    layer = L.Dropout(0.5)
+    result = check_layer(layer, DRAW.standard_normal((4, 6)))
+    assert result.passed, result.table()
+    np.testing.assert_array_equal(backend.rng().standard_normal(3), expected)
+
+
+def test_a_layer_without_parameters_is_checked():
+    layer = L.Tanh()
+    result = check_layer(layer, X.astype(np.float32))
+    assert list(result.entries) == ["input"] and result.passed
+
+
+# --------------------------------------------------------------------------- the report
+def test_the_table_says_fail_for_the_failing_tensor_only():
+    result = check_layer(Scale(W, dw_offset=0.5, offset_at=(0, 1)), X, name="broken")
+    rows = _table_rows(result)
+    assert rows[0] == "gradient check of broken"
+    assert rows[1].split() == ["tensor", "max", "rel", "error", "result"]
+    worst = result.entries["weight"]["worst"]
+    assert len(rows) == 2 + 3 + len(worst)
+    by_tensor = {row.split()[0]: row.split() for row in rows[2:] if not row.startswith("    ")}
+    assert set(by_tensor) == {"input", "weight", "bias"}
+    for name, entry in result.entries.items():
+        assert by_tensor[name][1] == f"{entry['max_rel_error']:.2e}"
+        assert by_tensor[name][2] == ("ok" if entry["passed"] else "FAIL")
+    assert by_tensor["weight"][2] == "FAIL" and by_tensor["input"][2] == "ok"
+    at = rows.index(next(r for r in rows if r.split()[0] == "weight")) + 1
+    for row, (index, analytic, numeric) in zip(rows[at:at + len(worst)], worst):
+        assert all(type(i) is int for i in index)  # "(1,)", not "(np.int64(1),)"
+        assert row.split()[:2] == ["at", f"{index}:"]
+        assert f"analytic {analytic:+.8e}" in row and f"numeric {numeric:+.8e}" in row
+    assert repr(result) == result.table()
+
+
+def test_a_passing_table_lists_no_entries():
+    result = check_layer(Scale(W), X)
+    rows = _table_rows(result)
+    assert rows[0] == f"gradient check of {type(Scale(W)).__name__}"
+    assert len(rows) == 2 + 3 and [row.split()[-1] for row in rows[2:]] == ["ok"] * 3
+
+
+def test_assert_gradients_raises_with_the_table():
+    with pytest.raises(AssertionError) as info:
+        assert_gradients(Scale(W, db_factor=1.01), X)
+    message = str(info.value)
+    assert "gradient check of Scale" in message and "FAIL" in message and "bias" in message
+    result = assert_gradients(Scale(W, dx_factor=1.001), X, rtol=1e-3, name="loose")
+    assert result.passed and result.name == "loose"
+    x = DRAW.standard_normal((2, 4))
+    assert assert_gradients(SoftmaxWithoutBackward(), x, np.ones((2, 4))).passed  # dy passed on
+
+
+# --------------------------------------------------------------------------- check_loss
+class HalfGradientMSE(losses.MSELoss):
+    def backward(self):
+        return 0.5 * super().backward()
+
+
+class CubeLoss(losses.Loss):
+    """``sum(pred^3)``: true gradient 0 at pred = 0, centered difference eps^2."""
+
+    def forward(self, pred, target):
+        self.save_for_backward(pred)
+        return (pred ** 3).sum()
+
+    def backward(self):
+        return 3 * self.saved_for_backward() ** 2
+
+
+def test_check_loss_checks_in_float64_and_keeps_class_targets():
+    pred = DRAW.standard_normal((3, 4)).astype(np.float32)
+    target = DRAW.standard_normal((3, 4)).astype(np.float32)
+    before = pred.copy()
+    result = check_loss(losses.MSELoss(), pred, target)
+    assert result.passed and list(result.entries) == ["input"] and result.name == "MSELoss"
+    np.testing.assert_array_equal(pred, before)
+    labels = np.array([0, 3, 1], dtype=np.int32)  # integer targets stay integers
+    assert check_loss(losses.CrossEntropyLoss(), pred, labels, name="ce").name == "ce"
+
+
+@pytest.mark.parametrize("kwargs, passed", [({}, False), ({"rtol": 0.5}, True)])
+def test_check_loss_flags_a_wrong_gradient(kwargs, passed):
+    pred, target = DRAW.standard_normal((2, 3)), DRAW.standard_normal((2, 3))
+    result = check_loss(HalfGradientMSE(), pred, target, **kwargs)  # error 1/3
+    assert result.passed is passed
+    assert result.entries["input"]["max_rel_error"] == pytest.approx(1 / 3, rel=1e-6)
+    if not passed:
+        with pytest.raises(AssertionError, match=r"(?s)HalfGradientMSE.*input .* FAIL"):
+            assert_loss_gradients(HalfGradientMSE(), pred, target, **kwargs)
+    else:
+        assert assert_loss_gradients(HalfGradientMSE(), pred, target, **kwargs).passed
+
+
+@pytest.mark.parametrize("kwargs, eps, passed", [
+    ({}, 1e-6, True), ({"eps": 1e-2}, 1e-2, False), ({"eps": 1e-2, "atol": 1e-3}, 1e-2, True)])
+def test_check_loss_step_and_floor(kwargs, eps, passed):
+    result = check_loss(CubeLoss(), np.zeros((1, 2)), np.zeros((1, 2)), **kwargs)
+    numeric = [entry[2] for entry in result.entries["input"]["worst"]]
+    np.testing.assert_allclose(numeric, [eps ** 2] * 2, rtol=1e-6)
+    assert result.passed is passed
+
+
+# --------------------------------------------------------------------------- whole models
+def _mlp():
+    return L.Sequential(L.Linear(4, 5), L.Tanh(), L.Linear(5, 3))
+
+
+def test_check_model_with_loss_checks_input_and_every_parameter():
+    x, target = DRAW.standard_normal((3, 4)), np.array([2, 0, 1])
+    result = check_model_with_loss(_mlp(), losses.CrossEntropyLoss(), x, target)
+    assert result.passed, result.table()
+    assert result.name == "Sequential + CrossEntropyLoss"
+    assert list(result.entries) == ["input", "model.0.weight", "model.0.bias",
+                                    "model.2.weight", "model.2.bias"]
+    named = check_model_with_loss(_mlp(), losses.MSELoss(), x, target, name="mlp", seed=3)
+    assert named.name == "mlp" and named.passed
+
+
+def test_check_model_with_loss_flags_the_wrong_parameter_and_the_wrong_loss():
+    x, target = DRAW.standard_normal((3, 4)), DRAW.standard_normal((3, 4))
+    model = L.Sequential(L.Linear(4, 4), L.Tanh(), Scale(W, dw_factor=1.01))
+    result = check_model_with_loss(model, losses.MSELoss(), x, target)
+    assert [n for n, e in result.entries.items() if not e["passed"]] == ["model.2.weight"]
+    assert "FAIL" in _table_rows(result)[2 + 3].split()
+    # a loss with half its gradient: every tensor is off by 1/3
+    wrong = check_model_with_loss(_mlp(), HalfGradientMSE(), x[:, :4], DRAW.standard_normal((3, 3)))
+    assert not any(e["passed"] for e in wrong.entries.values())
+    assert check_model_with_loss(_mlp(), HalfGradientMSE(), x, DRAW.standard_normal((3, 3)),
+                                 rtol=0.5).passed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_model_with_loss_is_a_scalar_layer(dtype):
+    model = _mlp().to(dtype)
+    x, target = DRAW.standard_normal((3, 4)).astype(dtype), np.array([1, 1, 0])
+    reference_loss = losses.CrossEntropyLoss()
+    expected = reference_loss(model(x), target)
+    expected_dx = model.backward(reference_loss.backward())
+    expected_grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    wrapped = ModelWithLoss(model, losses.CrossEntropyLoss(), target)
+    assert [n for n, _ in wrapped.named_parameters()][0] == "model.0.weight"
+    value = wrapped(x)
+    assert value.shape == () and value.dtype == dtype and float(value) == float(expected)
+    dx = wrapped.backward(np.array(3.0, dtype=dtype))  # dy scales every gradient
+    tol = {"rtol": 1e-4, "atol": 1e-7} if dtype == np.float32 else {"rtol": 1e-12}
+    np.testing.assert_allclose(dx, 3 * expected_dx, **tol)
+    for param, grad in zip(model.parameters(), expected_grads):
+        np.testing.assert_allclose(param.grad, 3 * grad, **tol)
+    with pytest.raises(RuntimeError, match="ModelWithLoss.backward: nothing saved"):
+        wrapped.backward(np.array(1.0, dtype=dtype))
+    wrapped(x)
+    with pytest.raises(ValueError, match=r"ModelWithLoss.backward: expected dy of shape \(\)"):
+        wrapped.backward(np.ones(1, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- the CLI table
+def test_python_m_gradcheck_passes_every_builtin_layer():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["layer", "tensor", "max", "rel", "error", "result"]
+    rows = [line for line in lines[1:] if line.strip() and " of " not in line]
+    assert rows and all(row.split()[-1] == "ok" for row in rows)
+    assert lines[-1] == "24 of 24 layers pass"
+
+
+# --------------------------------------------------------------------------- losses
+MULTI = [(lambda **kw: losses.MultiMarginLoss(**kw), "p=1"),
+         (lambda **kw: losses.MultiMarginLoss(p=2, margin=0.5, **kw), "p=2"),
+         (lambda **kw: losses.MultiMarginLoss(weight=np.array([0.5, 1.0, 2.0]), **kw), "weight")]
+EVERY_LOSS = [(losses.CrossEntropyLoss, "ce"), (losses.NLLLoss, "nll"),
+              (losses.BCEWithLogitsLoss, "bce"), (losses.MSELoss, "mse"),
+              (losses.HuberLoss, "huber"), (losses.SoftMarginLoss, "soft-margin")] + MULTI
+
+
+@pytest.mark.parametrize("make", [m for m, _ in EVERY_LOSS], ids=[i for _, i in EVERY_LOSS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_and_gradient_keep_the_predictions_dtype(make, dtype):
+    pred = (2 * DRAW.standard_normal((4, 3))).astype(dtype)
+    loss_fn = make()
+    loss = loss_fn(pred, np.array([0, 2, 1, 2]))
+    grad = loss_fn.backward()
+    assert loss.dtype == dtype and isinstance(loss, np.floating)
+    assert grad.dtype == dtype and grad.shape == pred.shape
+
+
+@pytest.mark.parametrize("make", [m for m, _ in EVERY_LOSS], ids=[i for _, i in EVERY_LOSS])
+def test_check_values_is_kept(make):
+    assert make(check_values=False).check_values is False
+    assert make(check_values=True).check_values is True
+    assert make().check_values is None
+    with pytest.raises(TypeError, match=r"\w+Loss: check_values must be True or False"):
+        make(check_values="yes")
+
+
+@pytest.mark.parametrize("make, error, fragments", [
+    (lambda: losses.MultiMarginLoss(p=3), ValueError, ["p must be an integer in [1, 2]"]),
+    (lambda: losses.MultiMarginLoss(p=1.0), TypeError, ["p must be an integer"]),
+    (lambda: losses.MultiMarginLoss(margin="1"), TypeError, ["margin must be a real number"]),
+    (lambda: losses.MultiMarginLoss(margin=float("nan")), ValueError, ["margin must be"]),
+    (lambda: losses.MultiMarginLoss(weight=[1.0, 2.0]), TypeError,
+     ["expected weight as an array of shape (K,)"]),
+    (lambda: losses.MultiMarginLoss(weight=np.ones(3, dtype=np.int64)), TypeError,
+     ["as weight, got dtype int64"]),
+    (lambda: losses.HuberLoss(delta="1"), TypeError, ["delta must be a real number"]),
+    (lambda: losses.HuberLoss(delta=-1.0), ValueError, ["delta must be a real number"]),
+    (lambda: losses.CrossEntropyLoss(ignore_index=1.5), TypeError, ["ignore_index must be"]),
+    (lambda: losses.CrossEntropyLoss(label_smoothing=True), TypeError, ["label_smoothing"]),
+    (lambda: losses.CrossEntropyLoss(label_smoothing="0.1"), TypeError, ["label_smoothing"]),
+    (lambda: losses.CrossEntropyLoss(label_smoothing=1.5), ValueError,
+     ["label_smoothing must be a real number in [0, 1]"]),
+])
+def test_constructor_errors_name_the_class_and_the_argument(make, error, fragments):
+    with pytest.raises(error) as info:
+        make()
+    message = str(info.value)
+    owner = message.split(":")[0]
+    assert owner in ("MultiMarginLoss", "HuberLoss", "CrossEntropyLoss"), message
+    assert all(fragment in message for fragment in fragments), message
+
+
+@pytest.mark.parametrize("make", [losses.NLLLoss, losses.MultiMarginLoss])
+@pytest.mark.parametrize("shape", [(3,), (3, 2, 2)])
+def test_class_losses_state_the_n_k_layout(make, shape):
+    with pytest.raises(ValueError, match=make.__name__) as info:
+        make()(np.zeros(shape), np.zeros(3, dtype=np.int64))
+    assert f"of shape (N, K), got shape {shape}" in str(info.value)
