@@ -16,7 +16,7 @@ import pytest
 
 from minidl import backend, layers as L, losses
 from minidl.gradcheck import (ModelWithLoss, assert_gradients, assert_loss_gradients,
-                              check_layer, check_loss, check_model_with_loss, main,
+                              builtin_cases, check_layer, check_loss, check_model_with_loss, main,
                               numerical_gradient, rel_error)
 from minidl.module import Module, Param
 
@@ -102,6 +102,11 @@ def test_rel_error_is_the_documented_formula(a, b, kwargs, expected):
     assert error == pytest.approx(expected, rel=1e-12, abs=0)
 
 
+def test_rel_error_computes_in_float64():
+    big = np.array([3e38], dtype=np.float32)  # |a| + |b| and a - b overflow float32
+    assert rel_error(big, -big) == 1.0
+
+
 def test_rel_error_refuses_different_shapes():
     with pytest.raises(ValueError, match=r"rel_error: shapes differ, \(2,\) vs \(3,\)"):
         rel_error(np.zeros(2), np.zeros(3))
@@ -154,6 +159,7 @@ W = DRAW.uniform(0.5, 1.5, 4)
     ({"dx_factor": 1 + 1e-3}, {"rtol": 1e-3}, True),
     # where the true gradient is 0 (weight 0), the test reads |a - b| <= atol = 1e-7
     ({"dx_offset": 0.9e-7}, {}, True),
+    ({"dx_offset": 1e-7}, {}, True),                         # "at most": the boundary passes
     ({"dx_offset": 1.1e-7}, {}, False),
     ({"dx_offset": 0.9e-7}, {"atol": 1e-9}, False),
     ({"dx_offset": 0.9e-5}, {"atol": 1e-5}, True),
@@ -279,6 +285,15 @@ def test_a_float32_layer_is_checked_in_float64_and_restored():
     assert x.dtype == np.float32
 
 
+def test_a_layer_with_buffers_only_is_restored_to_its_dtype():
+    layer = L.BatchNorm1d(4, affine=False).train()
+    assert not layer.parameters()
+    x = X.astype(np.float32)
+    assert check_layer(layer, x, dy=np.ones((3, 4), dtype=np.float32) + x).passed
+    assert layer.running_mean.dtype == np.float32 and layer.running_var.dtype == np.float32
+    np.testing.assert_array_equal(layer.running_mean, np.zeros(4))
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_the_mode_is_kept(training):
     layer = L.BatchNorm1d(4)
@@ -334,6 +349,31 @@ def test_the_table_says_fail_for_the_failing_tensor_only():
         assert row.split()[:2] == ["at", f"{index}:"]
         assert f"analytic {analytic:+.8e}" in row and f"numeric {numeric:+.8e}" in row
     assert repr(result) == result.table()
+
+
+def _print_table(monkeypatch, cases):
+    import minidl.gradcheck as gradcheck
+    monkeypatch.setattr(gradcheck, "builtin_cases", lambda: cases)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as info:
+        main()
+    return info.value.code, out.getvalue().splitlines()
+
+
+def test_python_m_gradcheck_marks_and_counts_a_failing_layer(monkeypatch):
+    cases = [("a broken scale", Scale(W, dw_factor=1.1), X), ("fine", Scale(W), X)]
+    code, lines = _print_table(monkeypatch, cases)
+    assert code == 1
+    width = len("a broken scale") + 2  # the layer column fits the longest name
+    assert lines[0].split() == ["layer", "tensor", "max", "rel", "error", "result"]
+    assert lines[0].index("tensor") == width
+    rows = lines[1:7]
+    assert [row[:width].strip() for row in rows] == ["a broken scale", "", "", "fine", "", ""]
+    assert [row[width:].split()[0] for row in rows] == ["input", "weight", "bias"] * 2
+    assert [row.split()[-1] for row in rows] == ["ok", "FAIL", "ok", "ok", "ok", "ok"]
+    result = check_layer(Scale(W, dw_factor=1.1), X)
+    assert rows[1].split()[-2] == f"{result.errors['weight']:.2e}"
+    assert lines[-2:] == ["", "1 of 2 layers pass; failing: a broken scale"]
 
 
 def test_a_passing_table_lists_no_entries():
@@ -467,8 +507,63 @@ def test_python_m_gradcheck_passes_every_builtin_layer():
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["layer", "tensor", "max", "rel", "error", "result"]
     rows = [line for line in lines[1:] if line.strip() and " of " not in line]
-    assert rows and all(row.split()[-1] == "ok" for row in rows)
-    assert lines[-1] == "24 of 24 layers pass"
+    cases = builtin_cases()
+    assert len(rows) == sum(1 + len(layer.parameters()) for _, layer, _ in cases)
+    assert all(row.split()[-1] == "ok" for row in rows)
+    assert lines[-1] == f"{len(cases)} of {len(cases)} layers pass"
+
+
+ABBREVIATIONS = {"conv": "Conv2d", "BN": "BatchNorm2d", "ReLU": "ReLU", "pool": "MaxPool2d",
+                 "linear": "Linear"}
+
+
+def test_builtin_case_labels_state_the_configuration():
+    """"Conv2d 3x3 s2 p2 dilation 2", "MaxPool2d 3 s2 p1", "BatchNorm2d eval": the label
+    of each row of the table is what is checked."""
+    cases = builtin_cases()
+    assert len({name for name, _, _ in cases}) == len(cases)
+    for name, layer, x in cases:
+        head, *words = name.split()
+        cls = type(layer).__name__
+        if cls == "Sequential":
+            kinds = [type(m).__name__ for m in layer if type(m).__name__ != "Flatten"]
+            assert [ABBREVIATIONS[word] for word in head.split("-")] == kinds, name
+            continue
+        assert head.split("(")[0] == cls, name
+        if cls == "Residual":
+            assert head == f"Residual({type(layer.body).__name__})"
+        if cls == "Dropout":
+            assert head == f"Dropout({layer.p})"
+        config = {}
+        for word, following in zip(words, words[1:] + [""]):
+            if word in ("train", "eval"):
+                assert layer.training is (word == "train"), name
+            elif word == "tanh":
+                assert layer.approximate == "tanh", name
+            elif word in ("dilation", "groups"):
+                config[word] = int(following)
+            elif "x" in word:
+                config["kernel_size"] = tuple(int(k) for k in word.split("x"))
+            elif word.isdigit() and "dilation" not in config and "groups" not in config:
+                config["kernel_size"] = (int(word), int(word))
+            elif word[0] in "sp" and word[1:].isdigit():
+                config["stride" if word[0] == "s" else "padding"] = (int(word[1:]),) * 2
+        if cls in ("BatchNorm1d", "BatchNorm2d", "Dropout"):
+            assert words[-1] in ("train", "eval"), name
+        if cls in ("Conv2d", "MaxPool2d", "AvgPool2d"):
+            kernel = config["kernel_size"]
+            expected = {"kernel_size": kernel, "padding": config.get("padding", (0, 0)),
+                        "stride": config.get("stride", (1, 1) if cls == "Conv2d" else kernel)}
+            if cls == "Conv2d":
+                expected.update(dilation=(config.get("dilation", 1),) * 2,
+                                groups=config.get("groups", 1))
+            assert {key: getattr(layer, key) for key in expected} == expected, name
+        if cls in ("MaxPool2d", "GlobalMaxPool2d"):  # no ties within a step of each other
+            assert np.diff(np.sort(x.ravel())).min() > 1e-3, name
+        if cls in ("ReLU", "LeakyReLU", "ELU"):  # no input near the kink at 0
+            assert np.abs(x).min() >= 0.1, name
+        if cls.startswith("BatchNorm") and not layer.training:
+            assert np.abs(layer.running_mean).min() > 0 and (layer.running_var != 1).all()
 
 
 # --------------------------------------------------------------------------- losses
