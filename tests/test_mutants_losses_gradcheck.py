@@ -627,3 +627,80 @@ def test_class_losses_state_the_n_k_layout(make, shape):
     with pytest.raises(ValueError, match=make.__name__) as info:
         make()(np.zeros(shape), np.zeros(3, dtype=np.int64))
     assert f"of shape (N, K), got shape {shape}" in str(info.value)
+
+
+def test_a_loss_subclass_must_implement_forward_and_backward():
+    class Bare(losses.Loss):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Bare does not implement forward"):
+        Bare()(np.zeros((2, 3)), np.zeros(2, dtype=np.int64))
+    with pytest.raises(NotImplementedError, match="Bare does not implement backward"):
+        Bare().backward()
+    assert repr(Bare()) == "Bare()"
+
+
+# --------------------------------------------------------------------------- loss values
+def _softplus(v):
+    return np.logaddexp(0.0, v)
+
+
+def _multi_margin(x, t, p=1, margin=1.0, weight=None):
+    n, k = x.shape
+    h = np.maximum(margin - x[np.arange(n), t][:, None] + x, 0.0)
+    h[np.arange(n), t] = 0.0
+    w = np.ones(n) if weight is None else weight[t]
+    loss = (w[:, None] * h ** p).sum() / (n * k)
+    dh = w[:, None] * (p * h ** (p - 1) * (h > 0)) / (n * k)
+    grad = dh.copy()
+    grad[np.arange(n), t] = -dh.sum(axis=1)
+    return loss, grad
+
+
+def _reference(name, x, t):
+    """(loss, dL/dx) in float64 from each loss's definition, written independently."""
+    n, k = x.shape
+    hot = np.eye(k)[t] if t.dtype.kind in "iu" else t
+    if name in ("ce", "nll"):
+        lp = x - np.logaddexp.reduce(x, axis=1, keepdims=True) if name == "ce" else x
+        p = np.exp(lp) if name == "ce" else 0.0
+        return -(hot * lp).sum() / n, (p - hot) / n
+    if name == "bce":
+        return (_softplus(x) - x * hot).mean(), (1 / (1 + np.exp(-x)) - hot) / x.size
+    if name == "mse":
+        return ((x - hot) ** 2).mean(), 2 * (x - hot) / x.size
+    if name == "huber":  # delta 0.5
+        d = x - hot
+        loss = np.where(np.abs(d) < 0.5, 0.5 * d ** 2, 0.5 * (np.abs(d) - 0.25)).mean()
+        return loss, np.clip(d, -0.5, 0.5) / x.size
+    if name == "soft-margin":
+        s = 2 * hot - 1 if t.dtype.kind in "iu" else hot
+        return _softplus(-s * x).mean(), -s / (1 + np.exp(s * x)) / x.size
+    return _multi_margin(x, t, **{"multi p=1": {}, "multi p=2": {"p": 2, "margin": 0.5},
+                                  "multi weight": {"weight": np.array([0.5, 1.0, 2.0, 4.0])}
+                                  }[name])
+
+
+VALUE_CASES = {
+    "ce": losses.CrossEntropyLoss, "nll": losses.NLLLoss, "bce": losses.BCEWithLogitsLoss,
+    "mse": losses.MSELoss, "huber": lambda: losses.HuberLoss(delta=0.5),
+    "soft-margin": losses.SoftMarginLoss, "multi p=1": losses.MultiMarginLoss,
+    "multi p=2": lambda: losses.MultiMarginLoss(p=2, margin=0.5),
+    "multi weight": lambda: losses.MultiMarginLoss(weight=np.array([0.5, 1.0, 2.0, 4.0])),
+}
+
+
+@pytest.mark.parametrize("name, targets", [(name, "classes") for name in VALUE_CASES] + [
+    (name, "dense") for name in ("bce", "mse", "huber", "soft-margin")])
+def test_loss_values_and_gradients_match_their_definitions(name, targets):
+    draw = np.random.default_rng(7)
+    x = draw.standard_normal((3, 4))
+    if name == "nll":
+        x = x - np.logaddexp.reduce(x, axis=1, keepdims=True)
+    t = np.array([3, 0, 2])
+    if targets == "dense":
+        t = draw.uniform(0, 1, x.shape) if name == "bce" else draw.standard_normal(x.shape)
+    loss_fn = VALUE_CASES[name]()
+    expected_loss, expected_grad = _reference(name, x, t)
+    assert float(loss_fn(x, t)) == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(loss_fn.backward(), expected_grad, rtol=1e-10, atol=1e-15)
