@@ -704,3 +704,59 @@ def test_loss_values_and_gradients_match_their_definitions(name, targets):
     expected_loss, expected_grad = _reference(name, x, t)
     assert float(loss_fn(x, t)) == pytest.approx(expected_loss, rel=1e-12)
     np.testing.assert_allclose(loss_fn.backward(), expected_grad, rtol=1e-10, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- loss errors
+def _with_nan(shape=(2, 3)):
+    array = np.zeros(shape)
+    array[1, 2] = np.nan
+    return array
+
+
+PRED_NAMES = {losses.CrossEntropyLoss: "logits", losses.NLLLoss: "log-probabilities",
+              losses.BCEWithLogitsLoss: "logits", losses.MSELoss: "predictions",
+              losses.HuberLoss: "predictions", losses.SoftMarginLoss: "logits",
+              losses.MultiMarginLoss: "scores"}
+DENSE = [losses.BCEWithLogitsLoss, losses.MSELoss, losses.HuberLoss, losses.SoftMarginLoss]
+Z = np.zeros((2, 3))
+BAD_CALLS = [  # (losses, pred, target, error, what the message states: expected and got)
+    (list(PRED_NAMES), Z, np.array([0, 1, 2]), ValueError,
+     ["batch size mismatch: {pred} have 2 rows, targets have 3"]),
+    (list(PRED_NAMES), Z, np.array([0, 5]), ValueError,
+     ["class indices must be in [0, 3), got 5 (1 of 2 out of range)"]),
+    (list(PRED_NAMES), Z, np.array([-1, 0]), ValueError, ["[0, 3), got -1"]),
+    (list(PRED_NAMES), Z, [0, 1], TypeError, ["expected targets as an array, got list"]),
+    (list(PRED_NAMES), _with_nan(), np.array([0, 1]), ValueError,
+     ["{pred} contain NaN or Inf (1 of 6 values)"]),
+    (list(PRED_NAMES), Z, np.array([[0], [1]]), ValueError,
+     ["expected class indices of shape (N,", "got shape (2, 1)"]),
+    (list(PRED_NAMES), Z, np.zeros((2, 3), dtype=bool), TypeError, ["got dtype bool"]),
+    (list(PRED_NAMES), np.zeros(3), np.array([0, 1, 1]), ValueError,
+     ["{pred} of shape (N, K)", "got shape (3,)"]),
+    (list(PRED_NAMES), np.zeros((2, 0)), np.zeros((2, 0)), ValueError,
+     ["got {pred} of shape (2, 0) with no values"]),
+    (list(PRED_NAMES), Z.astype(np.int64), np.array([0, 1]), TypeError,
+     ["expected a float32 or float64 array as {pred}, got dtype int64"]),
+    (DENSE, Z, np.zeros(2), ValueError, ["expected targets of shape (2, 3)", "got (2,)"]),
+    (DENSE, Z, np.zeros((3, 3)), ValueError,
+     ["batch size mismatch: {pred} have 2 rows, targets have 3"]),
+    (DENSE, Z, np.zeros((2, 2)), ValueError, ["expected targets of shape (2, 3) (like the "
+                                              "{pred}), got (2, 2)"]),
+    (DENSE, Z, _with_nan(), ValueError, ["targets contain NaN or Inf (1 of 6 values)"]),
+    (DENSE, Z, np.zeros((2, 3), dtype=np.complex64), TypeError,
+     ["expected float targets shaped like {pred} (2, 3)", "got dtype complex64"]),
+    ([losses.CrossEntropyLoss, losses.NLLLoss, losses.MultiMarginLoss], Z, np.zeros(2),
+     TypeError, ["expected integer class indices of shape (", "got dtype float64"]),
+]
+
+
+@pytest.mark.parametrize("makes, pred, target, error, fragments", BAD_CALLS)
+def test_bad_calls_name_the_loss_what_it_expected_and_what_it_got(makes, pred, target, error,
+                                                                  fragments):
+    for make in makes:
+        with pytest.raises(error) as info:
+            make()(pred, target)
+        message = str(info.value)
+        assert message.startswith(f"{make.__name__}: "), message
+        for fragment in fragments:
+            assert fragment.format(pred=PRED_NAMES[make]) in message, message
