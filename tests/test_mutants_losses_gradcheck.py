@@ -361,19 +361,22 @@ def _print_table(monkeypatch, cases):
 
 
 def test_python_m_gradcheck_marks_and_counts_a_failing_layer(monkeypatch):
-    cases = [("a broken scale", Scale(W, dw_factor=1.1), X), ("fine", Scale(W), X)]
+    cases = [("a broken scale", Scale(W, dw_factor=1.1), X), ("fine", Scale(W), X),
+             ("bad", Scale(W, dx_factor=0.9), X)]
     code, lines = _print_table(monkeypatch, cases)
     assert code == 1
     width = len("a broken scale") + 2  # the layer column fits the longest name
     assert lines[0].split() == ["layer", "tensor", "max", "rel", "error", "result"]
     assert lines[0].index("tensor") == width
-    rows = lines[1:7]
-    assert [row[:width].strip() for row in rows] == ["a broken scale", "", "", "fine", "", ""]
-    assert [row[width:].split()[0] for row in rows] == ["input", "weight", "bias"] * 2
-    assert [row.split()[-1] for row in rows] == ["ok", "FAIL", "ok", "ok", "ok", "ok"]
+    rows = lines[1:10]
+    assert [row[:width].strip() for row in rows] == ["a broken scale", "", "", "fine", "", "",
+                                                      "bad", "", ""]
+    assert [row[width:].split()[0] for row in rows] == ["input", "weight", "bias"] * 3
+    assert [row.split()[-1] for row in rows] == ["ok", "FAIL", "ok", "ok", "ok", "ok",
+                                                 "FAIL", "ok", "ok"]
     result = check_layer(Scale(W, dw_factor=1.1), X)
     assert rows[1].split()[-2] == f"{result.errors['weight']:.2e}"
-    assert lines[-2:] == ["", "1 of 2 layers pass; failing: a broken scale"]
+    assert lines[-2:] == ["", "1 of 3 layers pass; failing: a broken scale, bad"]
 
 
 def test_a_passing_table_lists_no_entries():
@@ -534,22 +537,25 @@ def test_builtin_case_labels_state_the_configuration():
             assert head == f"Residual({type(layer.body).__name__})"
         if cls == "Dropout":
             assert head == f"Dropout({layer.p})"
-        config = {}
-        for word, following in zip(words, words[1:] + [""]):
+        config, words = {}, list(words)
+        while words:
+            word = words.pop(0)
             if word in ("train", "eval"):
                 assert layer.training is (word == "train"), name
             elif word == "tanh":
                 assert layer.approximate == "tanh", name
             elif word in ("dilation", "groups"):
-                config[word] = int(following)
+                config[word] = int(words.pop(0))
             elif "x" in word:
                 config["kernel_size"] = tuple(int(k) for k in word.split("x"))
-            elif word.isdigit() and "dilation" not in config and "groups" not in config:
+            elif word.isdigit():
                 config["kernel_size"] = (int(word), int(word))
             elif word[0] in "sp" and word[1:].isdigit():
                 config["stride" if word[0] == "s" else "padding"] = (int(word[1:]),) * 2
+            else:
+                raise AssertionError(f"{name!r}: unknown word {word!r}")
         if cls in ("BatchNorm1d", "BatchNorm2d", "Dropout"):
-            assert words[-1] in ("train", "eval"), name
+            assert name.split()[-1] in ("train", "eval"), name
         if cls in ("Conv2d", "MaxPool2d", "AvgPool2d"):
             kernel = config["kernel_size"]
             expected = {"kernel_size": kernel, "padding": config.get("padding", (0, 0)),
@@ -562,6 +568,8 @@ def test_builtin_case_labels_state_the_configuration():
             assert np.diff(np.sort(x.ravel())).min() > 1e-3, name
         if cls in ("ReLU", "LeakyReLU", "ELU"):  # no input near the kink at 0
             assert np.abs(x).min() >= 0.1, name
+        arrays = [p.data for p in layer.parameters()] + [b for _, b in layer.named_buffers()]
+        assert all(a.dtype == np.float32 for a in arrays), name  # as users build them
         if cls.startswith("BatchNorm") and not layer.training:
             assert np.abs(layer.running_mean).min() > 0 and (layer.running_var != 1).all()
 
