@@ -753,6 +753,15 @@ BAD_CALLS = [  # (losses, pred, target, error, what the message states: expected
     (DENSE, Z, _with_nan(), ValueError, ["targets contain NaN or Inf (1 of 6 values)"]),
     (DENSE, Z, np.zeros((2, 3), dtype=np.complex64), TypeError,
      ["expected float targets shaped like {pred} (2, 3)", "got dtype complex64"]),
+    (DENSE, Z, np.zeros(3), ValueError,  # a 1-D target is still checked for its batch
+     ["batch size mismatch: {pred} have 2 rows, targets have 3"]),
+    (DENSE, Z, np.zeros(()), ValueError, ["expected targets of shape (2, 3)", "got ()"]),
+    ([losses.CrossEntropyLoss], np.zeros((2, 3, 4)), np.zeros((3, 4), dtype=np.int64),
+     ValueError, ["batch size mismatch: logits have 2 rows, targets have 3"]),
+    ([losses.CrossEntropyLoss], np.zeros((2, 3, 4)), np.zeros((2, 5), dtype=np.int64),
+     ValueError, ["without the class axis 1: (2, 4)), got shape (2, 5)"]),
+    ([losses.CrossEntropyLoss, losses.NLLLoss, losses.MultiMarginLoss], Z,
+     np.zeros((), dtype=np.int64), ValueError, ["class indices of shape (N,", "got shape ()"]),
     ([losses.CrossEntropyLoss, losses.NLLLoss, losses.MultiMarginLoss], Z, np.zeros(2),
      TypeError, ["expected integer class indices of shape (", "got dtype float64"]),
 ]
