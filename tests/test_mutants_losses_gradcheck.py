@@ -235,6 +235,21 @@ def test_a_wrong_gradient_in_any_tensor_fails_the_check(errors, wrong):
         assert not result.passed
 
 
+class ReversedWeightGradient(Scale):
+    """The right weight-gradient entries in the wrong places: their sum is unchanged."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.weight.grad[...] = self.weight.grad[::-1].copy()
+        return dx
+
+
+def test_directional_check_uses_a_random_direction_per_entry():
+    # along (1, 1, ..., 1) the reversed gradient would pass: a direction must vary by entry
+    result = check_layer(ReversedWeightGradient(W), X, directional=True)
+    assert [n for n, e in result.entries.items() if not e["passed"]] == ["weight"]
+
+
 def test_directional_check_compares_one_projection_per_tensor():
     result = check_layer(Scale(W, bias=DRAW.standard_normal(4)), X, directional=True)
     assert result.passed, result.table()
