@@ -139,8 +139,9 @@ def test_numerical_gradient_step(kwargs, eps):
 
 
 def test_numerical_gradient_refuses_a_transposed_view_but_takes_an_empty_array():
-    with pytest.raises(ValueError, match="numerical_gradient: x must be a contiguous array"):
+    with pytest.raises(ValueError) as info:
         numerical_gradient(lambda v: 0.0, np.zeros((3, 4)).T)  # no flat view of it
+    assert str(info.value).startswith("numerical_gradient: x must be a contiguous array")
     for empty in (np.zeros((0, 3)), np.zeros((3, 0)).T):
         grad = numerical_gradient(lambda v: 1 / 0, empty)  # f is never called
         assert grad.shape == empty.shape
