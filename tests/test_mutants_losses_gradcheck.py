@@ -796,3 +796,22 @@ def test_bad_calls_name_the_loss_what_it_expected_and_what_it_got(makes, pred, t
         assert message.startswith(f"{make.__name__}: "), message
         for fragment in fragments:
             assert fragment.format(pred=PRED_NAMES[make]) in message, message
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("shape", [(3, 4), (2, 4, 3)])
+def test_cross_entropy_with_smoothing_and_extra_axes_matches_its_definition(smoothing, shape):
+    draw = np.random.default_rng(8)
+    x = draw.standard_normal(shape)
+    t = draw.integers(0, 4, (shape[0],) + shape[2:])
+    t.reshape(-1)[1] = -100  # ignored: weight 0, not counted in the mean
+    rows, labels = np.moveaxis(x, 1, -1).reshape(-1, 4), t.reshape(-1)
+    counted = labels != -100
+    q = (1 - smoothing) * np.eye(4)[np.where(counted, labels, 0)] + smoothing / 4
+    lp = rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+    expected = -(q * lp).sum(axis=1)[counted].mean()
+    grad_rows = (np.exp(lp) - q) * counted[:, None] / counted.sum()
+    expected_grad = np.moveaxis(grad_rows.reshape((shape[0],) + shape[2:] + (4,)), -1, 1)
+    loss_fn = losses.CrossEntropyLoss(label_smoothing=smoothing)
+    assert float(loss_fn(x, t)) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(loss_fn.backward(), expected_grad, rtol=1e-10, atol=1e-15)
