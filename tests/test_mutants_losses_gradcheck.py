@@ -758,6 +758,8 @@ BAD_CALLS = [  # (losses, pred, target, error, what the message states: expected
     (list(PRED_NAMES), Z, np.array([[0], [1]]), ValueError,
      ["expected class indices of shape (N,", "got shape (2, 1)"]),
     (list(PRED_NAMES), Z, np.zeros((2, 3), dtype=bool), TypeError, ["got dtype bool"]),
+    (list(PRED_NAMES), np.zeros(()), np.array(0), ValueError,
+     ["expected {pred} of shape (N, ", "got shape () (0-D)"]),
     (list(PRED_NAMES), np.zeros(3), np.array([0, 1, 1]), ValueError,
      ["{pred} of shape (N, K)", "got shape (3,)"]),
     (list(PRED_NAMES), np.zeros((2, 0)), np.zeros((2, 0)), ValueError,
