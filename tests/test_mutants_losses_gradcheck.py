@@ -817,3 +817,9 @@ def test_cross_entropy_with_smoothing_and_extra_axes_matches_its_definition(smoo
     loss_fn = losses.CrossEntropyLoss(label_smoothing=smoothing)
     assert float(loss_fn(x, t)) == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(loss_fn.backward(), expected_grad, rtol=1e-10, atol=1e-15)
+
+
+def test_cross_entropy_ignores_positions_even_with_one_class():
+    loss_fn = losses.CrossEntropyLoss()  # K = 1: an ignored position must not read class 1
+    assert float(loss_fn(np.zeros((2, 1)), np.array([0, -100]))) == 0.0
+    np.testing.assert_array_equal(loss_fn.backward(), np.zeros((2, 1)))
