@@ -766,6 +766,8 @@ BAD_CALLS = [  # (losses, pred, target, error, what the message states: expected
      ["got {pred} of shape (2, 0) with no values"]),
     (list(PRED_NAMES), Z.astype(np.int64), np.array([0, 1]), TypeError,
      ["expected a float32 or float64 array as {pred}, got dtype int64"]),
+    (DENSE, np.zeros(3), np.array([0, 1, 1]), ValueError,  # says what to do instead
+     ["integer class targets need {pred} of shape (N, K)", "give float targets shaped like"]),
     (DENSE, Z, np.zeros(2), ValueError, ["expected targets of shape (2, 3)", "got (2,)"]),
     (DENSE, Z, np.zeros((3, 3)), ValueError,
      ["batch size mismatch: {pred} have 2 rows, targets have 3"]),
@@ -823,3 +825,10 @@ def test_cross_entropy_ignores_positions_even_with_one_class():
     loss_fn = losses.CrossEntropyLoss()  # K = 1: an ignored position must not read class 1
     assert float(loss_fn(np.zeros((2, 1)), np.array([0, -100]))) == 0.0
     np.testing.assert_array_equal(loss_fn.backward(), np.zeros((2, 1)))
+
+
+def test_cross_entropy_with_nothing_counted_is_nan_without_a_warning():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the 0/0 of an empty mean must stay silent, as in torch
+        assert np.isnan(losses.CrossEntropyLoss()(np.zeros((2, 3)), np.full(2, -100)))
