@@ -753,6 +753,8 @@ BAD_CALLS = [  # (losses, pred, target, error, what the message states: expected
      ["class indices must be in [0, 3), got 5 (1 of 2 out of range)"]),
     (list(PRED_NAMES), Z, np.array([-1, 0]), ValueError, ["[0, 3), got -1"]),
     (list(PRED_NAMES), Z, [0, 1], TypeError, ["expected targets as an array, got list"]),
+    (list(PRED_NAMES), Z, memoryview(np.zeros(2)), TypeError,  # a shape but no dtype
+     ["expected targets as an array, got memoryview"]),
     (list(PRED_NAMES), _with_nan(), np.array([0, 1]), ValueError,
      ["{pred} contain NaN or Inf (1 of 6 values)"]),
     (list(PRED_NAMES), Z, np.array([[0], [1]]), ValueError,
