@@ -110,8 +110,8 @@ def _compare(analytic, numeric, rtol, atol, worst=5):
         "max_rel_error": max_error,
         "max_abs_error": float(diff.max()) if diff.size else 0.0,
         "passed": max_error <= rtol,
-        "worst": [(np.unravel_index(i, analytic.shape), analytic.flat[i], numeric.flat[i])
-                  for i in order],
+        "worst": [(tuple(int(j) for j in np.unravel_index(i, analytic.shape)),
+                   float(analytic.flat[i]), float(numeric.flat[i])) for i in order],
     }
 
 

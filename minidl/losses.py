@@ -191,8 +191,8 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, label_smoothing=0.0, ignore_index=-100, check_values=None):
         super().__init__(check_values)
-        self.label_smoothing = real_number(label_smoothing, "label_smoothing", "CrossEntropyLoss",
-                                           0.0, 1.0)
+        self.label_smoothing = real_number(label_smoothing, "label_smoothing",
+                                           "CrossEntropyLoss", 0.0, 1.0)
         self.ignore_index = integer(ignore_index, "ignore_index", "CrossEntropyLoss")
 
     def _targets(self, logits, target):
