@@ -765,7 +765,9 @@ BAD_CALLS = [  # (losses, pred, target, error, what the message states: expected
     (list(PRED_NAMES), np.zeros(3), np.array([0, 1, 1]), ValueError,
      ["{pred} of shape (N, K)", "got shape (3,)"]),
     (list(PRED_NAMES), np.zeros((2, 0)), np.zeros((2, 0)), ValueError,
-     ["got {pred} of shape (2, 0) with no values"]),
+     ["got {pred} of shape (2, 0) with no values; the mean loss needs at least one"]),
+    ([losses.CrossEntropyLoss, losses.NLLLoss, losses.MultiMarginLoss], [[0.0, 1.0]],
+     np.array([0]), TypeError, ["expected {pred} as an array of shape (N, K", "got list"]),
     (list(PRED_NAMES), Z.astype(np.int64), np.array([0, 1]), TypeError,
      ["expected a float32 or float64 array as {pred}, got dtype int64"]),
     (DENSE, np.zeros(3), np.array([0, 1, 1]), ValueError,  # says what to do instead
