@@ -7,7 +7,7 @@ notice *survived* and marks a contract no test pins (or an equivalent change, su
 ``x * 1.0`` for ``x``). Slow, so not part of CI::
 
     pip install mutmut
-    python tools/mutation_test.py run                 # whole scope, ~2 h on 2 cores
+    python tools/mutation_test.py run                 # whole scope: hours on 2 cores
     python tools/mutation_test.py run --only 'minidl/optim/*.py'
     python tools/mutation_test.py run --sample 0.3    # a seeded 30 % of the mutants not run yet
     python tools/mutation_test.py report              # kill rate per file
