@@ -71,7 +71,6 @@ class MultiheadAttention(Module):
         for label, flag in flags.items():
             checks.boolean(flag, label, "MultiheadAttention")
         layout = "(N, {}, E)" if self.batch_first else "({}, N, E)"
-        xp = get_array_module(query)
         for what, x, length in (("query", query, "L"), ("key", key, "S"), ("value", value, "S")):
             expected = layout.format(length)
             checks.float_array(x, "MultiheadAttention", expected, what)
@@ -84,7 +83,7 @@ class MultiheadAttention(Module):
                 raise TypeError(f"MultiheadAttention: {what} must have query's dtype and "
                                 f"device ({query.dtype}, {device_of(query)}), got {x.dtype} "
                                 f"on {device_of(x)}")
-            if x is not query and xp is np and not bool(np.isfinite(x).all()):
+            if x is not query and device_of(x) == "cpu" and not bool(np.isfinite(x).all()):
                 raise ValueError(f"MultiheadAttention: {what} contains NaN or Inf")  # as query
         batch = 0 if self.batch_first else 1
         if key.shape != value.shape or key.shape[batch] != query.shape[batch]:
@@ -116,7 +115,7 @@ class MultiheadAttention(Module):
                              f"{' or '.join(map(str, shapes))}, got {tuple(mask.shape)}")
         if mask.dtype == bool:  # True = not allowed, PyTorch's convention for this layer
             return xp.where(mask, -xp.inf, 0.0).astype(dtype)
-        if xp is np and (np.isnan(mask).any() or np.isposinf(mask).any()):
+        if device_of(mask) == "cpu" and (np.isnan(mask).any() or np.isposinf(mask).any()):
             raise ValueError(f"MultiheadAttention: {what} holds NaN or +inf; mask with -inf "
                              "(or True in a boolean mask)")
         return mask.astype(dtype)
@@ -128,7 +127,8 @@ class MultiheadAttention(Module):
         with np.errstate(invalid="ignore"):  # the NaN of such a query: checked below
             heads, weights, keep = scaled_dot_product_attention(q, k, v, mask, p, is_causal,
                                                                 rng=rng(xp))
-        if xp is np and np.isnan(weights).any():  # NumPy only, as Module's NaN check of x
+        # CPU only, as Module's NaN check of x: on the GPU the answer would stall the device
+        if device_of(weights) == "cpu" and np.isnan(weights).any():
             raise ValueError("MultiheadAttention: some queries have no key to attend to (every "
                              "key masked by attn_mask, key_padding_mask or is_causal); PyTorch "
                              "returns NaN there")
