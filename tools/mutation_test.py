@@ -15,9 +15,10 @@ notice *survived* and marks a contract no test pins (or an equivalent change, su
 
 ``run`` copies the committed tree (``git archive HEAD``) into a scratch directory
 (default ``/tmp/minidl-mutants``), writes mutmut's configuration there and runs
-``mutmut run`` with the ``mutation`` hypothesis profile (few examples per test) and one
-BLAS thread per worker. A second ``run`` in the same directory continues where the
-first stopped. ``report`` reads mutmut's result files: exit code 1 killed, -24 timed
+``mutmut run`` with the ``mutation`` hypothesis profile (few examples per test, no
+shrinking) and one thread for BLAS, OpenMP and minidl's copies in each worker. A second
+``run`` in the same directory continues where the first stopped (``--only`` takes effect
+when the directory is made). ``report`` reads mutmut's result files: exit code 1 killed, -24 timed
 out (counted as killed, as mutmut does), 0 survived, 33 no test reaches the function,
 None not run yet.
 """
@@ -158,10 +159,6 @@ def write_survivor_diffs(directory, by_file, out):
         survivors = [name for name, code in sorted(codes.items()) if code == 0]
         if not survivors:
             continue
-        shown = subprocess.run(["mutmut", "show"] + survivors[:1], cwd=directory,
-                               capture_output=True, text=True)
-        if shown.returncode:
-            sys.exit(shown.stderr)
         groups = collections.defaultdict(list)
         for name in survivors:
             diff = subprocess.run(["mutmut", "show", name], cwd=directory, check=True,
