@@ -295,7 +295,7 @@ class _RNNBase(Module):
             raise TypeError(f"{owner}: the state {name} must have the input's dtype and "
                             f"device ({seq.dtype}), got {state.dtype} on "
                             f"{type(state).__module__.split('.')[0]}")
-        if get_array_module(state) is np and not bool(np.isfinite(state).all()):
+        if device_of(state) == "cpu" and not bool(np.isfinite(state).all()):
             raise ValueError(f"{owner}: the state {name} contains NaN or Inf")  # as x: refused
 
     def extra_repr(self):
