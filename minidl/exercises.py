@@ -236,18 +236,23 @@ def _check_layer_exercise(grader, configs, make_layer, student_args, names, labe
                 f"d{name}": p.data for name, p in params.items()}})
         answer = grader.call(dout, *student_args(config))
         answer = answer if len(names) > 1 else (answer,)
-        if not isinstance(answer, (tuple, list)) or len(answer) != len(names):
-            raise _Failure(f"expected {len(names)} return values ({', '.join(names)}), got "
-                           f"{len(answer) if isinstance(answer, (tuple, list)) else 1}")
-        worst = {}
-        for name, value in zip(names, answer):
-            mine = _as_result(value, name, reference[name].shape)
-            for key, error in _compare(name, mine, numeric[name], reference[name],
-                                       label).items():
-                worst[key] = max(worst.get(key, 0.0), error)
-        return worst
+        return _worst_errors(answer, names, numeric, reference, label)
 
     return grader.run(configs, check_one)
+
+
+def _worst_errors(answer, names, numeric, reference, label):
+    """The student's outputs, in ``names`` order, against the numeric and minidl's
+    gradients: the worst error of each kind (a _Failure if the count is wrong)."""
+    if not isinstance(answer, (tuple, list)) or len(answer) != len(names):
+        raise _Failure(f"expected {len(names)} return values ({', '.join(names)}), got "
+                       f"{len(answer) if isinstance(answer, (tuple, list)) else 1}")
+    worst = {}
+    for name, value in zip(names, answer):
+        mine = _as_result(value, name, reference[name].shape)
+        for key, error in _compare(name, mine, numeric[name], reference[name], label).items():
+            worst[key] = max(worst.get(key, 0.0), error)
+    return worst
 
 
 def _configs(seed, specs):
@@ -780,16 +785,7 @@ def _check_function_exercise(grader, configs, make, names):
             expected = reference(dout)
             numeric = _numeric_grads(forward, dout, tensors)
         answer = grader.call(dout, *args)
-        if not isinstance(answer, (tuple, list)) or len(answer) != len(names):
-            raise _Failure(f"expected {len(names)} return values ({', '.join(names)}), got "
-                           f"{len(answer) if isinstance(answer, (tuple, list)) else 1}")
-        worst = {}
-        for name, value in zip(names, answer):
-            mine = _as_result(value, name, expected[name].shape)
-            for key, error in _compare(name, mine, numeric[name], expected[name],
-                                       label).items():
-                worst[key] = max(worst.get(key, 0.0), error)
-        return worst
+        return _worst_errors(answer, names, numeric, expected, label)
 
     return grader.run(configs, check_one)
 
