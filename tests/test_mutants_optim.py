@@ -1121,23 +1121,30 @@ TORCH_EDGE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, options", TORCH_EDGE_CASES,
-                         ids=[f"{n}-{'-'.join(o)}" for n, o in TORCH_EDGE_CASES])
-def test_update_rules_equal_torch_at_edge_hyper_parameters(name, options):
+def stepped_beside_torch(name, options, seed, size, steps):
+    """minidl's and torch's optimizer ``name`` from the same start, stepped on the same
+    random grads; yields (ours, theirs, opt, reference) after each step."""
     torch = pytest.importorskip("torch")
-    generator = np.random.default_rng(10)
-    start = generator.standard_normal(4)
+    generator = np.random.default_rng(seed)
+    start = generator.standard_normal(size)
     ours = Param(start.copy())
     theirs = torch.tensor(start.copy(), requires_grad=True)
     opt = getattr(optim, name)([ours], **options)
     reference = getattr(torch.optim, name)([theirs], **options)
-    for _ in range(4):
-        grad = generator.standard_normal(4)
+    for _ in range(steps):
+        grad = generator.standard_normal(size)
         opt.zero_grad()
         ours.grad += grad
         theirs.grad = torch.from_numpy(grad.copy())
         opt.step()
         reference.step()
+        yield ours, theirs, opt, reference
+
+
+@pytest.mark.parametrize("name, options", TORCH_EDGE_CASES,
+                         ids=[f"{n}-{'-'.join(o)}" for n, o in TORCH_EDGE_CASES])
+def test_update_rules_equal_torch_at_edge_hyper_parameters(name, options):
+    for ours, theirs, _, _ in stepped_beside_torch(name, options, seed=10, size=4, steps=4):
         np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
@@ -1185,20 +1192,7 @@ def test_optimizer_state_keys_must_be_parameter_indices(key, error, words):
                          ids=[f"{n}-{'-'.join(o)}" for n, o in TORCH_EDGE_CASES])
 def test_optimizer_state_equals_torchs(name, options):
     """Same entries (names, step count, buffers) as torch.optim keeps, after 3 steps."""
-    torch = pytest.importorskip("torch")
-    generator = np.random.default_rng(11)
-    start = generator.standard_normal(3)
-    ours = Param(start.copy())
-    theirs = torch.tensor(start.copy(), requires_grad=True)
-    opt = getattr(optim, name)([ours], **options)
-    reference = getattr(torch.optim, name)([theirs], **options)
-    for _ in range(3):
-        grad = generator.standard_normal(3)
-        opt.zero_grad()
-        ours.grad += grad
-        theirs.grad = torch.from_numpy(grad.copy())
-        opt.step()
-        reference.step()
+    *_, (_, _, opt, reference) = stepped_beside_torch(name, options, seed=11, size=3, steps=3)
     mine = opt.state_dict()["state"].get(0, {})  # plain SGD keeps nothing
     expected = {key: value for key, value in reference.state_dict()["state"].get(0, {}).items()
                 if value is not None}
